@@ -1,0 +1,2 @@
+//! gcbulk-sim: a model of Genesys Cloud in virtual time.
+#![forbid(unsafe_code)]

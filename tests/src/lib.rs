@@ -1,0 +1,1 @@
+//! Cross-crate integration tests for gcbulk; the tests live in `tests/`.
