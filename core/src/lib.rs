@@ -8,6 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod change;
+pub mod machine;
+pub mod rng;
+pub mod sched;
 pub mod time;
 
+pub use machine::{Action, Machine, Send};
 pub use time::Timestamp;

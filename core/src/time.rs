@@ -7,8 +7,19 @@ use std::time::Duration;
 /// A point in time, in microseconds since an origin the driver chooses (usually the start of a run).
 ///
 /// Adapters map their wall clock onto it (`start.elapsed()`); the simulator advances it by itself.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
@@ -20,7 +31,11 @@ impl Timestamp {
 
     /// The instant `offset` after the origin.
     pub fn from_offset(offset: Duration) -> Self {
-        Self(u64::try_from(offset.as_micros()).unwrap_or(u64::MAX).min(Self::FAR_FUTURE.0))
+        Self(
+            u64::try_from(offset.as_micros())
+                .unwrap_or(u64::MAX)
+                .min(Self::FAR_FUTURE.0),
+        )
     }
 
     /// The instant `micros` microseconds after the origin.
