@@ -156,21 +156,26 @@ mod tests {
             "manager": {"id": "b"},
             "addresses": [
                 {"address": "+1 555 0100 99", "mediaType": "PHONE", "type": "HOME"},
-                {"address": "+1 317 555 0100", "mediaType": "PHONE", "type": "WORK", "extension": "12"}
+                {
+                    "address": "+1 317 555 0100",
+                    "mediaType": "PHONE",
+                    "type": "WORK",
+                    "extension": "12"
+                }
             ],
             "locations": [{"locationDefinition": {"name": "Raleigh"}}]
         });
         let text = export(&[boss, user]);
 
         let lines: Vec<_> = text.split("\r\n").collect();
-        assert_eq!(
-            lines[0],
-            "\u{feff}name,email,phone_work,extension,title,department,email_manager,location_work,id"
-        );
+        assert_eq!(lines[0], format!("\u{feff}{}", EXPORT_COLUMNS.join(",")));
         assert_eq!(lines[1], "Boss,boss@acme.example,,,,,,,b");
         assert_eq!(
             lines[2],
-            r#""Smith, Jr., Robert",rs@acme.example,+1 317 555 0100,12,"'=HYPERLINK(""x"")",Sales,boss@acme.example,Raleigh,u"#
+            concat!(
+                r#""Smith, Jr., Robert",rs@acme.example,+1 317 555 0100,12,"#,
+                r#""'=HYPERLINK(""x"")",Sales,boss@acme.example,Raleigh,u"#,
+            )
         );
     }
 

@@ -419,23 +419,12 @@ fn build_row(
     }
     let mut take = |field| wanted.remove(&field).unwrap_or(("", Wanted::Leave));
 
-    let (_, id) = take(Field::Id);
-    let (email_label, email) = take(Field::Email);
-    let (key, email) = match (id, email) {
-        (Wanted::Set(id), email) => (Some(UserKey::Id(id)), email),
-        (_, Wanted::Set(email)) => (Some(UserKey::Email(email)), Wanted::Leave),
-        (_, email) => (None, email),
-    };
-    let email = match email {
-        Wanted::Clear => {
-            errors.push(RowError::new(
-                &source,
-                Some(email_label),
-                "cannot be cleared",
-            ));
-            None
-        }
-        other => settable(other),
+    // A row names its user by id when it has one; its e-mail is then a value to set. `want`
+    // never clears these two, so only `Set` and `Leave` reach here.
+    let (key, email) = match (take(Field::Id).1, take(Field::Email).1) {
+        (Wanted::Set(id), email) => (Some(UserKey::Id(id)), settable(email)),
+        (_, Wanted::Set(email)) => (Some(UserKey::Email(email)), None),
+        _ => (None, None),
     };
 
     let (manager_label, by_email) = take(Field::EmailManager);
