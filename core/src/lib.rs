@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod change;
+pub mod genesys;
 pub mod machine;
 pub mod rng;
 pub mod sched;
