@@ -1,0 +1,327 @@
+//! One attempt over HTTP: what a worker thread does with a [`Send`], and what a request must be
+//! before it may leave at all.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gcbulk_core::Send;
+use gcbulk_core::sched::{AttemptId, TransportError};
+use http::{Request, Response, Uri};
+
+use crate::DriverOptions;
+
+/// The refusal for plain HTTP to anything but loopback: a bearer token must never cross a network
+/// in clear text.
+pub(crate) const PLAIN_HTTP_REMOTE: &str = "plain http is only allowed to loopback";
+
+/// The refusal for plain HTTP when the options forbid it even to loopback.
+pub(crate) const PLAIN_HTTP_OFF: &str = "plain http is not allowed";
+
+/// The header Genesys Cloud puts on every answer; support asks for it.
+const CORRELATION_ID: &str = "inin-correlation-id";
+
+/// Where a request is going, once it has been let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// This machine: never through a proxy.
+    Loopback,
+    /// Anywhere else, over HTTPS.
+    Remote,
+}
+
+/// The result of one attempt, on its way back to the machine's thread.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    /// The attempt it answers.
+    pub(crate) attempt: AttemptId,
+    /// The answer, or how the transport failed.
+    pub(crate) result: Result<Response<Bytes>, TransportError>,
+}
+
+/// Checks that a request may be sent at all, before any connection is made.
+pub(crate) fn admit(uri: &Uri, allow_loopback_http: bool) -> Result<Target, TransportError> {
+    let refuse = |why: &str| Err(TransportError::Refused(why.to_owned()));
+    let Some(host) = uri.host() else {
+        return refuse("the request url has no host");
+    };
+    let target = if is_loopback(host) {
+        Target::Loopback
+    } else {
+        Target::Remote
+    };
+
+    match uri.scheme_str() {
+        Some("https") => Ok(target),
+        Some("http") if target == Target::Loopback && allow_loopback_http => Ok(target),
+        Some("http") if allow_loopback_http => refuse(PLAIN_HTTP_REMOTE),
+        Some("http") => refuse(PLAIN_HTTP_OFF),
+        _ => refuse("only http and https urls are supported"),
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`: names that cannot leave this machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Performs attempts with one shared ureq agent, so connections are reused across workers.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    agent: ureq::Agent,
+    max_body_bytes: u64,
+}
+
+impl Transport {
+    /// A transport for `options`; the user agent must already be validated.
+    pub(crate) fn new(options: &DriverOptions) -> Self {
+        // Idle connections are kept for every worker, so a full pool never reconnects.
+        let idle = options.workers.max(1);
+        let config = ureq::Agent::config_builder()
+            // Non-2xx answers are the machine's to classify, not errors.
+            .http_status_as_error(false)
+            // A redirect goes back to the machine as the final answer: the token in the request
+            // must never travel to whatever host a Location names.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(options.user_agent.as_str())
+            .max_idle_connections(idle.max(10))
+            .max_idle_connections_per_host(idle)
+            .build();
+        Self {
+            agent: config.new_agent(),
+            max_body_bytes: options.max_body_bytes,
+        }
+    }
+
+    /// Performs one attempt that [`admit`] let through and logs what went wrong, if anything.
+    pub(crate) fn perform(&self, send: Send, target: Target) -> Completion {
+        let attempt = send.attempt;
+        let method = send.request.method().clone();
+        let path = send.request.uri().path().to_owned();
+
+        let result = self.exchange(send.request, send.timeout, target);
+        let result = match result {
+            Ok(response) => {
+                log_status(attempt, &method, &path, &response);
+                Ok(response)
+            }
+            Err(error) => {
+                let mapped = transport_error(&error);
+                tracing::debug!(
+                    %attempt,
+                    %method,
+                    path,
+                    error = %mapped,
+                    cause = %error,
+                    "attempt failed in transport"
+                );
+                Err(mapped)
+            }
+        };
+        Completion { attempt, result }
+    }
+
+    fn exchange(
+        &self,
+        request: Request<Bytes>,
+        timeout: Duration,
+        target: Target,
+    ) -> Result<Response<Bytes>, ureq::Error> {
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, body.as_ref());
+
+        // The timeout covers the whole exchange, body included, as `Send::timeout` promises.
+        let mut config = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(timeout));
+        if target == Target::Loopback {
+            // A proxy from the environment must not turn a loopback call into network traffic.
+            config = config.proxy(None);
+        }
+        let response = self.agent.run(config.build())?;
+
+        let (parts, mut body) = response.into_parts();
+        let bytes = body
+            .with_config()
+            .limit(self.max_body_bytes)
+            .read_to_vec()?;
+        Ok(Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
+
+/// Logs an answer that is not a success. Request headers are never logged: they carry the token.
+fn log_status(attempt: AttemptId, method: &http::Method, path: &str, response: &Response<Bytes>) {
+    let status = response.status();
+    if status.is_success() || status.is_informational() {
+        tracing::trace!(%attempt, status = status.as_u16(), "attempt answered");
+        return;
+    }
+    let correlation_id = response
+        .headers()
+        .get(CORRELATION_ID)
+        .and_then(|value| value.to_str().ok());
+    let message = if status.is_redirection() {
+        "attempt answered with a redirect, which is not followed"
+    } else {
+        "attempt answered with an error status"
+    };
+    tracing::debug!(
+        %attempt,
+        %method,
+        path,
+        status = status.as_u16(),
+        correlation_id,
+        message
+    );
+}
+
+/// What a ureq failure means to the machine.
+pub(crate) fn transport_error(error: &ureq::Error) -> TransportError {
+    use ureq::Error as E;
+
+    match error {
+        E::Io(io) => io_error(io),
+        E::Timeout(_) => TransportError::TimedOut,
+        E::HostNotFound
+        | E::ConnectionFailed
+        | E::ConnectProxyFailed(_)
+        | E::Tls(_)
+        | E::Pem(_)
+        | E::Rustls(_)
+        | E::TlsRequired => TransportError::Connect,
+        E::BadUri(_) | E::Http(_) | E::InvalidProxyUrl | E::RequireHttpsOnly(_) => {
+            TransportError::Refused(error.to_string())
+        }
+        E::BodyStalled => TransportError::Reset,
+        // Bad HTTP, an oversized header or body, or a redirect ureq was told not to follow.
+        _ => TransportError::Protocol,
+    }
+}
+
+fn io_error(error: &io::Error) -> TransportError {
+    use io::ErrorKind as K;
+
+    // ureq hands some of its own errors back wrapped in an io::Error (the body limit, say).
+    if let Some(inner) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+    {
+        return transport_error(inner);
+    }
+    match error.kind() {
+        K::ConnectionRefused
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::AddrNotAvailable
+        | K::AddrInUse
+        | K::NotConnected => TransportError::Connect,
+        K::TimedOut | K::WouldBlock => TransportError::TimedOut,
+        K::InvalidData => TransportError::Protocol,
+        _ => TransportError::Reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit_str(url: &str, allow: bool) -> Result<Target, TransportError> {
+        admit(&url.parse::<Uri>().unwrap(), allow)
+    }
+
+    fn refused(why: &str) -> Result<Target, TransportError> {
+        Err(TransportError::Refused(why.to_owned()))
+    }
+
+    #[test]
+    fn plain_http_reaches_loopback_only() {
+        for url in [
+            "http://127.0.0.1:8080/api",
+            "http://127.9.8.7/",
+            "http://localhost/",
+            "http://LocalHost.:3000/",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(admit_str(url, true), Ok(Target::Loopback), "{url}");
+        }
+        for url in [
+            "http://192.0.2.1/",
+            "http://10.0.0.1/",
+            "http://localhost.example.com/",
+            "http://[::2]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://api.mypurecloud.com/api/v2/users",
+        ] {
+            assert_eq!(admit_str(url, true), refused(PLAIN_HTTP_REMOTE), "{url}");
+        }
+    }
+
+    #[test]
+    fn plain_http_can_be_turned_off_even_for_loopback() {
+        assert_eq!(
+            admit_str("http://127.0.0.1/", false),
+            refused(PLAIN_HTTP_OFF)
+        );
+        assert_eq!(admit_str("https://127.0.0.1/", false), Ok(Target::Loopback));
+    }
+
+    #[test]
+    fn https_goes_anywhere() {
+        assert_eq!(
+            admit_str("https://api.mypurecloud.com/api/v2/users", true),
+            Ok(Target::Remote)
+        );
+        assert_eq!(admit_str("https://localhost/", true), Ok(Target::Loopback));
+    }
+
+    #[test]
+    fn urls_without_a_host_or_with_another_scheme_are_refused() {
+        assert!(matches!(
+            admit_str("/api/v2/users", true),
+            Err(TransportError::Refused(_))
+        ));
+        assert!(matches!(
+            admit_str("ftp://127.0.0.1/", true),
+            Err(TransportError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn io_failures_map_to_what_the_machine_understands() {
+        let kinds = [
+            (io::ErrorKind::ConnectionRefused, TransportError::Connect),
+            (io::ErrorKind::TimedOut, TransportError::TimedOut),
+            (io::ErrorKind::ConnectionReset, TransportError::Reset),
+            (io::ErrorKind::UnexpectedEof, TransportError::Reset),
+            (io::ErrorKind::BrokenPipe, TransportError::Reset),
+        ];
+        for (kind, expected) in kinds {
+            let error = ureq::Error::Io(io::Error::from(kind));
+            assert_eq!(transport_error(&error), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_body_is_a_protocol_error_even_wrapped() {
+        let error = ureq::Error::BodyExceedsLimit(10);
+        assert_eq!(transport_error(&error), TransportError::Protocol);
+        let wrapped = ureq::Error::Io(ureq::Error::BodyExceedsLimit(10).into_io());
+        assert_eq!(transport_error(&wrapped), TransportError::Protocol);
+    }
+
+    #[test]
+    fn timeouts_of_any_phase_are_timeouts() {
+        let error = ureq::Error::Timeout(ureq::Timeout::Global);
+        assert_eq!(transport_error(&error), TransportError::TimedOut);
+    }
+}
