@@ -5,10 +5,13 @@
 //!   search by e-mail), rate limits as Genesys announces and enforces them, 429 storms, daily
 //!   limits, server errors, connection resets, latency and concurrent editors. It reads no clock
 //!   and draws its dice from a seed, so a run is the same every time.
+//! - [`emulator`]: the same model behind a real HTTP/1.1 server on 127.0.0.1, in wall-clock time
+//!   (optionally compressed), for the demo and the adapters' integration tests.
 //!
 //! It is not Genesys Cloud: only the behaviour above is modelled, and where the real API's
 //! behaviour is unconfirmed (the status of a bad client secret, the text of some errors), the
 //! model picks one and makes it configurable.
 #![forbid(unsafe_code)]
 
+pub mod emulator;
 pub mod model;
