@@ -298,3 +298,32 @@ fn a_taken_port_is_a_bind_error_and_shutdown_frees_it() {
     let again = Emulator::start(config).unwrap();
     assert_eq!(again.local_addr().port(), port);
 }
+
+#[test]
+fn the_example_org_is_searchable_by_email() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/org.jsonl");
+    let users = gcbulk_sim::model::load_users_file(path).expect("the example org loads");
+    let wanted = users[1].clone();
+    let config = EmulatorConfig {
+        users,
+        time_scale: 1000.0,
+        ..EmulatorConfig::default()
+    };
+    let emulator = Emulator::start(config).expect("the emulator starts");
+    let mut conn = Connection::open(&emulator);
+    let token = conn.token();
+
+    let email = wanted.email.clone().expect("an e-mail").to_uppercase();
+    let search = json!({
+        "pageSize": 25,
+        "pageNumber": 1,
+        "query": [{"type": "EXACT", "fields": ["email"], "values": [email]}],
+    });
+    let answer = conn
+        .send("POST", "/api/v2/users/search", &token, &search.to_string())
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["total"], 1);
+    assert_eq!(answer.json()["results"][0]["id"], wanted.id.as_str());
+    assert_eq!(answer.json()["results"][0]["version"], wanted.version);
+}

@@ -4,6 +4,7 @@
 //! names only what it changes. [`ServerConfig::default`] is Genesys Cloud as it usually behaves:
 //! 300 requests a minute per OAuth client, rate-limit headers, `Retry-After` on 429s, no faults.
 
+use std::fmt;
 use std::time::Duration;
 
 use gcbulk_core::Timestamp;
@@ -133,7 +134,9 @@ impl ServerConfig {
 }
 
 /// An OAuth client registered in the organisation (client-credentials grant).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` output leaves the secret out, so a logged configuration gives nothing away.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OAuthClient {
     /// The client id, sent as the user part of HTTP Basic authentication.
@@ -144,8 +147,19 @@ pub struct OAuthClient {
     pub token_lifetime_secs: Option<u64>,
 }
 
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .finish()
+    }
+}
+
 impl Default for OAuthClient {
-    /// The client the emulator's demo and tests log in with.
+    /// The client the emulator's demo and tests log in with: id `gcbulk-emulator`, secret
+    /// `emulator-secret`.
     fn default() -> Self {
         Self {
             id: "gcbulk-emulator".to_owned(),
@@ -574,6 +588,13 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(config.validate(), Err(ConfigError::Range("latency")));
+    }
+
+    #[test]
+    fn a_logged_client_shows_no_secret() {
+        let shown = format!("{:?}", ServerConfig::default());
+        assert!(shown.contains("gcbulk-emulator"));
+        assert!(!shown.contains("emulator-secret"), "{shown}");
     }
 
     #[test]
