@@ -13,5 +13,6 @@
 //! model picks one and makes it configurable.
 #![forbid(unsafe_code)]
 
+pub mod drive;
 pub mod emulator;
 pub mod model;
