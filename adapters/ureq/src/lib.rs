@@ -8,7 +8,8 @@
 //!
 //! What the transport guarantees the machine:
 //!
-//! - every status, 1xx to 5xx, comes back as a response for the machine to classify;
+//! - every final answer, whatever its status, comes back as a response for the machine to
+//!   classify;
 //! - redirects are never followed: a 3xx is the final answer, so a bearer token never travels to
 //!   a host a `Location` names;
 //! - plain `http://` goes to loopback only (127.0.0.0/8, `::1`, `localhost`: the emulator);
