@@ -55,6 +55,9 @@
 //! To stop on Ctrl-C, give [`DriverOptions::stop`] a flag the handler raises: the run then sends
 //! nothing new, waits for the attempts in flight, reports them and returns. Implement
 //! [`Observer`] to cancel queued work at that moment, or to show waits on a progress bar.
+//!
+//! [`Machine`]: gcbulk_core::Machine
+//! [`Timestamp`]: gcbulk_core::Timestamp
 #![forbid(unsafe_code)]
 
 mod clock;
