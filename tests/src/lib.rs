@@ -1,6 +1,8 @@
 //! Cross-crate integration tests for gcbulk; the tests live in `tests/`. This library holds what
 //! they share: a workflow run against the simulated Genesys Cloud in virtual time.
 
+pub mod fuzz;
+
 use std::time::Duration;
 
 use bytes::Bytes;

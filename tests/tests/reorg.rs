@@ -1,5 +1,8 @@
 //! The sample reorganisation sheet against the sample org, in virtual time: the outcomes must
-#![allow(clippy::unwrap_used, reason = "a test helper that meets the unexpected should panic")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test helper that meets the unexpected should panic"
+)]
 //! count exactly what the sheet asks, computed here from the data itself.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,5 +1,8 @@
 //! The Genesys workflow's exact request sequences, against the simulated server, as snapshots.
-#![allow(clippy::unwrap_used, reason = "a test helper that meets the unexpected should panic")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test helper that meets the unexpected should panic"
+)]
 
 use std::cell::Cell;
 use std::rc::Rc;
