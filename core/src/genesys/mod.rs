@@ -4,6 +4,7 @@
 //! it authenticates, reads users in batches, compares, PATCHes only what differs with the user's
 //! version, and handles version conflicts and expired tokens, reporting one [`RowReport`] per row.
 
+pub mod export;
 mod outcome;
 mod secret;
 pub mod user;

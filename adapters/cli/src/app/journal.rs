@@ -1,0 +1,519 @@
+//! The journal: append-only JSON lines, one per finished row, so a run can resume and be reverted.
+//!
+//! The first line is a header naming the input (path, SHA-256, rows), the target and the options:
+//!
+//! ```text
+//! {"type":"header","version":1,"command":"update","input":{"path":"reorg.csv","sha256":"…",
+//!  "rows":1508},"target":"https://api.mypurecloud.de","login":"https://login.mypurecloud.de",
+//!  "options":{…},"started_at":"2026-01-05T09:00:00Z"}
+//! ```
+//!
+//! then one line per row as its outcome arrives, with the outcome's fields (before and after
+//! values, versions, the server's error) beside the row's line and key:
+//!
+//! ```text
+//! {"type":"row","line":12,"key":{"email":"jane@example.com"},"outcome":"updated",
+//!  "user_id":"…","changes":[{"field":"title","before":"Agent","after":"Team Lead"}],
+//!  "version_before":4,"version_after":5}
+//! ```
+//!
+//! Each line goes to the file in one write and is synced before the row is counted anywhere
+//! else, so a `kill -9` loses at most rows that were never confirmed; a torn last line (a crash
+//! mid-write) is tolerated when reading and cut off before a resumed run appends. A resumed run
+//! appends a `resumed` line, then its rows; the last line for a row is the one that counts.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use gcbulk_core::change::UserKey;
+use gcbulk_core::genesys::RowOutcome;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::Failure;
+
+/// The journal format's version.
+pub(crate) const VERSION: u32 = 1;
+
+/// The first line of a journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Header {
+    /// [`VERSION`].
+    pub(crate) version: u32,
+    /// `update` or `revert`.
+    pub(crate) command: String,
+    /// The file the rows came from.
+    pub(crate) input: InputInfo,
+    /// The API base URL written to.
+    pub(crate) target: String,
+    /// The login base URL.
+    pub(crate) login: String,
+    /// The options that shape what the rows mean.
+    pub(crate) options: JournalOptions,
+    /// When the run started, RFC 3339 in UTC.
+    pub(crate) started_at: String,
+}
+
+/// The input a journal belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InputInfo {
+    /// As the user named it.
+    pub(crate) path: String,
+    /// The SHA-256 of its bytes, in hex: a resume refuses a file that changed.
+    pub(crate) sha256: String,
+    /// Data rows in it, errors included.
+    pub(crate) rows: u64,
+}
+
+/// The options a run was started with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JournalOptions {
+    /// Empty cells cleared their fields.
+    pub(crate) clear_empty: bool,
+    /// Most requests in flight.
+    pub(crate) concurrency: u16,
+    /// The rate cap, if any.
+    pub(crate) max_rate: Option<f64>,
+}
+
+/// A finished row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RowRecord {
+    /// The row's line in the input.
+    pub(crate) line: u64,
+    /// The user it named.
+    pub(crate) key: UserKey,
+    /// How it ended.
+    #[serde(flatten)]
+    pub(crate) outcome: RowOutcome,
+}
+
+/// A line as written.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Entry<'a> {
+    Header(&'a Header),
+    Row(&'a RowRecord),
+    Resumed { started_at: &'a str },
+}
+
+/// A row's last record and where it stands in the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Recorded {
+    /// The journal's own 1-based line.
+    pub(crate) journal_line: u64,
+    /// The record.
+    pub(crate) record: RowRecord,
+}
+
+/// A journal as read back.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded {
+    /// The header.
+    pub(crate) header: Header,
+    /// Each input line's last record.
+    pub(crate) rows: BTreeMap<u64, Recorded>,
+    /// Bytes up to the end of the last whole line.
+    whole: u64,
+    /// Whether the file ends without a line break after a whole record.
+    unterminated: bool,
+    /// Whether a torn last line was found (and will be cut off on resume).
+    pub(crate) torn: bool,
+}
+
+/// An open journal, appended to row by row.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Starts a new journal at `path`; refuses if one is there already.
+    pub(crate) fn create(path: &Path, header: &Header) -> Result<Self, Failure> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)
+            .map_err(|error| match error.kind() {
+                io::ErrorKind::AlreadyExists => Failure::usage(format!(
+                    "{} already exists: it is the journal of an earlier run of this sheet. Add \
+                     --resume to carry that run on (finished rows are skipped), or give another \
+                     --journal PATH to start afresh",
+                    path.display()
+                )),
+                _ => Failure::usage(format!(
+                    "cannot create the journal {}: {error}",
+                    path.display()
+                )),
+            })?;
+        let mut journal = Self {
+            path: path.to_owned(),
+            file,
+        };
+        journal
+            .append(&Entry::Header(header))
+            .map_err(|error| journal.write_failure(&error))?;
+        Ok(journal)
+    }
+
+    /// Reopens a journal read by [`read`] to append to it, cutting off a torn last line first.
+    pub(crate) fn reopen(path: &Path, loaded: &Loaded, started_at: &str) -> Result<Self, Failure> {
+        let failure = |error: io::Error| {
+            Failure::run(format!(
+                "cannot append to the journal {}: {error}",
+                path.display()
+            ))
+        };
+        let file = OpenOptions::new().write(true).open(path).map_err(failure)?;
+        if loaded.torn {
+            file.set_len(loaded.whole).map_err(failure)?;
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(failure)?;
+        if loaded.unterminated {
+            file.write_all(b"\n").map_err(failure)?;
+        }
+        let mut journal = Self {
+            path: path.to_owned(),
+            file,
+        };
+        journal
+            .append(&Entry::Resumed { started_at })
+            .map_err(|error| journal.write_failure(&error))?;
+        Ok(journal)
+    }
+
+    /// Where it is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a finished row, durably, before anything else counts it.
+    pub(crate) fn append_row(&mut self, record: &RowRecord) -> io::Result<()> {
+        self.append(&Entry::Row(record))
+    }
+
+    /// The message for a failed write.
+    pub(crate) fn write_failure(&self, error: &io::Error) -> Failure {
+        Failure::run(format!(
+            "cannot write the journal {}: {error}; the run stopped, and --resume will carry it on",
+            self.path.display()
+        ))
+    }
+
+    fn append(&mut self, entry: &Entry<'_>) -> io::Result<()> {
+        let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        // One write per line, so a crash tears at most the last one.
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+}
+
+/// Reads a journal, tolerating a torn last line.
+pub(crate) fn read(path: &Path) -> Result<Loaded, Failure> {
+    let shown = path.display();
+    let bytes = std::fs::read(path)
+        .map_err(|error| Failure::usage(format!("cannot read the journal {shown}: {error}")))?;
+
+    let mut header = None;
+    let mut rows = BTreeMap::new();
+    let mut offset = 0usize;
+    let mut whole = 0u64;
+    let mut unterminated = false;
+    let mut torn = false;
+    let mut number = 0u64;
+    while offset < bytes.len() {
+        number += 1;
+        let rest = &bytes[offset..];
+        let (line, terminated) = match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => (&rest[..end], true),
+            None => (rest, false),
+        };
+        offset += line.len() + usize::from(terminated);
+        let text = String::from_utf8_lossy(line);
+        if text.trim().is_empty() {
+            whole = offset as u64;
+            continue;
+        }
+
+        let parsed = parse_line(&text, header.is_none());
+        let entry = match parsed {
+            Ok(entry) => entry,
+            // A crash while writing the last line leaves it torn: everything before it stands.
+            Err(_) if !terminated && header.is_some() => {
+                torn = true;
+                break;
+            }
+            Err(error) => {
+                return Err(Failure::usage(format!(
+                    "{shown}:{number}: not a gcbulk journal line: {error}"
+                )));
+            }
+        };
+        match entry {
+            Parsed::Header(h) => header = Some(h),
+            Parsed::Row(record) => {
+                let recorded = Recorded {
+                    journal_line: number,
+                    record,
+                };
+                rows.insert(recorded.record.line, recorded);
+            }
+            Parsed::Other => {}
+        }
+        whole = offset as u64;
+        unterminated = !terminated;
+    }
+
+    let Some(header) = header else {
+        return Err(Failure::usage(format!("{shown}: the journal is empty")));
+    };
+    Ok(Loaded {
+        header,
+        rows,
+        whole,
+        unterminated,
+        torn,
+    })
+}
+
+enum Parsed {
+    Header(Header),
+    Row(RowRecord),
+    Other,
+}
+
+fn parse_line(text: &str, first: bool) -> Result<Parsed, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match (first, kind) {
+        (true, "header") => {
+            let header: Header = serde_json::from_value(value).map_err(|e| e.to_string())?;
+            if header.version != VERSION {
+                return Err(format!(
+                    "journal version {} is not the {VERSION} this gcbulk writes",
+                    header.version
+                ));
+            }
+            Ok(Parsed::Header(header))
+        }
+        (true, _) => Err("the first line is not a journal header".to_owned()),
+        (false, "row") => serde_json::from_value(value)
+            .map(Parsed::Row)
+            .map_err(|e| e.to_string()),
+        (false, "header") => Err("a second header".to_owned()),
+        // Lines of kinds a later version adds are read past.
+        (false, _) => Ok(Parsed::Other),
+    }
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The time now in RFC 3339, UTC, to the second.
+pub(crate) fn now_rfc3339() -> String {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the journal records the wall-clock time a run started, for people to read"
+    )]
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (the civil-from-days algorithm).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use gcbulk_core::genesys::{Field, FieldChange};
+
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            version: VERSION,
+            command: "update".into(),
+            input: InputInfo {
+                path: "reorg.csv".into(),
+                sha256: sha256_hex(b"x"),
+                rows: 3,
+            },
+            target: "http://127.0.0.1:1".into(),
+            login: "http://127.0.0.1:1".into(),
+            options: JournalOptions {
+                clear_empty: false,
+                concurrency: 8,
+                max_rate: None,
+            },
+            started_at: now_rfc3339(),
+        }
+    }
+
+    fn updated(line: u64) -> RowRecord {
+        RowRecord {
+            line,
+            key: UserKey::Email(format!("u{line}@example.com")),
+            outcome: RowOutcome::Updated {
+                user_id: format!("id-{line}"),
+                changes: vec![FieldChange {
+                    field: Field::Title,
+                    before: "Agent".into(),
+                    after: "Team Lead".into(),
+                }],
+                version_before: 4,
+                version_after: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_and_the_last_record_of_a_line_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut journal = Journal::create(&path, &header()).unwrap();
+        let gave_up = RowRecord {
+            line: 2,
+            key: UserKey::Id("id-2".into()),
+            outcome: RowOutcome::GaveUp {
+                user_id: None,
+                reason: "stopped".into(),
+                retry_after_s: None,
+            },
+        };
+        journal.append_row(&gave_up).unwrap();
+        journal.append_row(&updated(2)).unwrap();
+        journal
+            .append_row(&RowRecord {
+                line: 3,
+                key: UserKey::Id("x".into()),
+                outcome: RowOutcome::NotFound,
+            })
+            .unwrap();
+        drop(journal);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"header","version":1,"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"{"type":"row","line":2,"key":{"email":"u2@example.com"},"outcome":"updated","#
+            ),
+            "{text}"
+        );
+
+        let loaded = read(&path).unwrap();
+        assert_eq!(loaded.header, header_with(&loaded.header.started_at));
+        assert_eq!(loaded.rows[&2].record, updated(2));
+        assert_eq!(loaded.rows[&2].journal_line, 3);
+        assert_eq!(loaded.rows[&3].record.outcome, RowOutcome::NotFound);
+    }
+
+    fn header_with(started_at: &str) -> Header {
+        Header {
+            started_at: started_at.to_owned(),
+            ..header()
+        }
+    }
+
+    #[test]
+    fn an_existing_journal_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        Journal::create(&path, &header()).unwrap();
+        let error = Journal::create(&path, &header()).unwrap_err();
+        assert!(error.to_string().contains("--resume"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_tolerated_and_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut journal = Journal::create(&path, &header()).unwrap();
+        journal.append_row(&updated(1)).unwrap();
+        drop(journal);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"type":"row","line":2,"key":{"em"#)
+            .unwrap();
+        drop(file);
+
+        let loaded = read(&path).unwrap();
+        assert!(loaded.torn);
+        assert_eq!(loaded.rows.len(), 1);
+
+        let mut journal = Journal::reopen(&path, &loaded, "2026-01-05T09:00:00Z").unwrap();
+        journal.append_row(&updated(2)).unwrap();
+        drop(journal);
+        let loaded = read(&path).unwrap();
+        assert!(!loaded.torn);
+        assert_eq!(loaded.rows.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#"{"type":"resumed","started_at":"2026-01-05T09:00:00Z"}"#));
+    }
+
+    #[test]
+    fn a_damaged_middle_line_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut journal = Journal::create(&path, &header()).unwrap();
+        journal.append_row(&updated(1)).unwrap();
+        drop(journal);
+        let original = std::fs::read_to_string(&path).unwrap();
+        let row = original.lines().nth(1).unwrap();
+        let text = format!("{original}garbage\n{row}\n");
+        std::fs::write(&path, text).unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(error.to_string().contains("j.jsonl:3:"), "{error}");
+
+        std::fs::write(&path, "{\"type\":\"row\"}\n").unwrap();
+        assert!(read(&path).is_err());
+    }
+
+    #[test]
+    fn hashes_and_dates_are_the_usual_ones() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_767_603_600), "2026-01-05T09:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

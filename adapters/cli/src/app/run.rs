@@ -1,0 +1,424 @@
+//! One run of the user-update machine: the path `update`, `revert` and `demo` all take.
+//!
+//! The order of events for each row is fixed: its outcome goes to the journal (synced) first,
+//! then into the tallies, the progress bar and the report. A run that is killed therefore never
+//! claims a row the journal does not hold.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcbulk::input::RowError;
+use gcbulk_core::Timestamp;
+use gcbulk_core::change::{ChangeRow, Source};
+use gcbulk_core::genesys::{RowOutcome, RowReport, UserUpdate, WorkflowConfig, validate};
+use gcbulk_core::sched::WaitReason;
+use gcbulk_ureq::{Driver, DriverOptions, Observer};
+
+use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord};
+use super::progress::Progress;
+use super::report::{self, Requests, Summary};
+use super::target::{Connection, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
+use super::{Exit, Failure, Ui};
+
+/// Everything one run needs.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// `update` or `revert`, as the journal records it.
+    pub(crate) command: &'static str,
+    /// The input and its hash.
+    pub(crate) input: InputInfo,
+    /// The rows that were read.
+    pub(crate) rows: Vec<ChangeRow>,
+    /// The rows that could not be read; never sent.
+    pub(crate) row_errors: Vec<RowError>,
+    /// Reverting: the version each user must still be at.
+    pub(crate) expect_versions: HashMap<String, u64>,
+    /// Where, and as whom.
+    pub(crate) connection: Connection,
+    /// Write nothing; show the diff.
+    pub(crate) dry_run: bool,
+    /// Carry on the run the journal records.
+    pub(crate) resume: bool,
+    /// The journal's path.
+    pub(crate) journal: PathBuf,
+    /// The report's path, if one is wanted.
+    pub(crate) report: Option<PathBuf>,
+    /// Most requests in flight.
+    pub(crate) concurrency: u16,
+    /// The rate cap, in requests a second.
+    pub(crate) max_rate: Option<f64>,
+    /// Whether empty cells cleared fields (recorded in the journal).
+    pub(crate) clear_empty: bool,
+}
+
+/// Runs `job` to the end and prints what happened.
+pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
+    let source_file: Arc<str> = Arc::from(job.input.path.as_str());
+    let (mut journal, earlier) = open_journal(&job, ui)?;
+
+    // Rows the journal shows settled are not run again; their outcomes still count.
+    let settled: HashSet<u64> = earlier.iter().map(|r| r.source.line).collect();
+    let mut reports: Vec<RowReport> = earlier;
+    let resumed_rows = reports.len();
+    let (to_run, preflight) = if settled.is_empty() {
+        (job.rows.clone(), Vec::new())
+    } else {
+        split_for_resume(&job.rows, &settled)
+    };
+
+    let mut config = WorkflowConfig::new(
+        &job.connection.target.api_base,
+        &job.connection.target.login_base,
+        job.connection.credentials.clone(),
+    );
+    config.dry_run = job.dry_run;
+    config.scheduler.max_in_flight = usize::from(job.concurrency);
+    config.scheduler.pacing.max_rate = job.max_rate;
+    let mut machine = UserUpdate::new(config, to_run.clone(), RandomState::new().hash_one(0u8));
+    machine.expect_versions(job.expect_versions.clone());
+
+    let pending = to_run.len() + preflight.len();
+    announce(&job, ui, pending, resumed_rows, journal.as_ref());
+
+    let mut watcher = Watcher {
+        journal: journal.as_mut(),
+        file: source_file,
+        reports: &mut reports,
+        progress: Progress::new(ui, pending as u64, "rows"),
+        write_failure: None,
+        ui,
+    };
+    for report in preflight {
+        watcher.record(None, report);
+        watcher.progress.done(0);
+    }
+    if let Some(failure) = watcher.write_failure.take() {
+        watcher.progress.finish();
+        return Err(failure);
+    }
+    let driver = Driver::new(DriverOptions {
+        workers: usize::from(job.concurrency),
+        stop: Some(ui.stop_flag()),
+        ..DriverOptions::default()
+    })
+    .map_err(|error| Failure::run(format!("cannot start the HTTP workers: {error}")))?;
+    let ran = driver.run_with(&mut machine, &mut watcher);
+    let Watcher {
+        progress,
+        write_failure,
+        ..
+    } = watcher;
+    progress.finish();
+    let stats = ran.map_err(|error| Failure::run(format!("the run failed: {error}")))?;
+
+    reports.sort_by_key(|r| r.source.line);
+    let summary = Summary {
+        command: job.command,
+        input: &job.input,
+        target: &job.connection.target.api_base,
+        reports: &reports,
+        row_errors: &job.row_errors,
+        requests: Requests::of(&machine),
+        elapsed: stats.elapsed,
+        journal: journal.as_ref().map(|j| j.path().to_owned()),
+        report: job.report.clone(),
+        resumed_rows,
+        stopped: stats.stopped,
+        dry_run: job.dry_run,
+    };
+    if let Some(path) = &job.report {
+        report::write_report(path, &summary)?;
+    }
+    if let Some(failure) = write_failure {
+        return Err(failure);
+    }
+    if let Some(auth) = machine.auth_failure() {
+        let status = auth
+            .status
+            .map(|s| format!(" (HTTP {s})"))
+            .unwrap_or_default();
+        return Err(Failure::auth(format!(
+            "authentication failed{status}: {}. Check the OAuth client id and secret \
+             ({ENV_CLIENT_ID}, {ENV_CLIENT_SECRET} or --credentials) and the region",
+            auth.message
+        )));
+    }
+    if !ui.quiet() {
+        report::print_summary(ui, &summary);
+    }
+    Ok(if summary.tally().not_applied() > 0 || stats.stopped {
+        Exit::NotApplied
+    } else {
+        Exit::Applied
+    })
+}
+
+/// Opens (or, resuming, reopens) the journal, and reads back the rows it shows settled.
+fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>), Failure> {
+    let path = &job.journal;
+    let file: Arc<str> = Arc::from(job.input.path.as_str());
+    let mut earlier = Vec::new();
+    let exists = path.exists();
+
+    let loaded = if job.resume && exists {
+        let loaded = journal::read(path)?;
+        check_same_run(job, &loaded.header, path)?;
+        if loaded.torn {
+            ui.warn(&format!(
+                "the last line of {} was cut short by a crash; that row will be run again",
+                path.display()
+            ));
+        }
+        for recorded in loaded.rows.values() {
+            let record = &recorded.record;
+            if record.outcome.is_settled() {
+                earlier.push(RowReport {
+                    source: Source {
+                        file: file.clone(),
+                        line: record.line,
+                    },
+                    key: record.key.clone(),
+                    outcome: record.outcome.clone(),
+                });
+            }
+        }
+        Some(loaded)
+    } else {
+        if job.resume && !job.dry_run {
+            ui.note(&format!(
+                "no journal at {} yet: this run starts one",
+                path.display()
+            ));
+        }
+        None
+    };
+
+    if job.dry_run {
+        return Ok((None, earlier));
+    }
+    let started_at = journal::now_rfc3339();
+    let journal = match &loaded {
+        Some(loaded) => Journal::reopen(path, loaded, &started_at)?,
+        None => {
+            let header = Header {
+                version: journal::VERSION,
+                command: job.command.to_owned(),
+                input: job.input.clone(),
+                target: job.connection.target.api_base.clone(),
+                login: job.connection.target.login_base.clone(),
+                options: JournalOptions {
+                    clear_empty: job.clear_empty,
+                    concurrency: job.concurrency,
+                    max_rate: job.max_rate,
+                },
+                started_at,
+            };
+            Journal::create(path, &header)?
+        }
+    };
+    Ok((Some(journal), earlier))
+}
+
+/// Refuses to resume a journal written for another sheet, organisation or command.
+fn check_same_run(job: &Job, header: &Header, path: &std::path::Path) -> Result<(), Failure> {
+    let shown = path.display();
+    if header.input.sha256 != job.input.sha256 {
+        return Err(Failure::usage(format!(
+            "{shown} is the journal of {} as it was when that run started, and {} has changed \
+             since (its SHA-256 differs). Resuming would mix two sheets: run the new sheet with \
+             another --journal PATH",
+            header.input.path, job.input.path
+        )));
+    }
+    if header.target != job.connection.target.api_base {
+        return Err(Failure::usage(format!(
+            "{shown} records a run against {}, not {}: resume it against the same organisation",
+            header.target, job.connection.target.api_base
+        )));
+    }
+    if header.command != job.command {
+        return Err(Failure::usage(format!(
+            "{shown} is the journal of a `gcbulk {}` run, not of `gcbulk {}`",
+            header.command, job.command
+        )));
+    }
+    Ok(())
+}
+
+/// Splits the rows a resumed run still owes: those to send, and those whose outcome the sheet
+/// alone decides (refused, or a duplicate of another line), checked against the whole sheet as
+/// the first run checked them, so two lines that disagree about a user stay refused even when
+/// the journal holds only one of them.
+fn split_for_resume(
+    rows: &[ChangeRow],
+    settled: &HashSet<u64>,
+) -> (Vec<ChangeRow>, Vec<RowReport>) {
+    let checked = validate::check(rows.to_vec());
+    let open = |row: &ChangeRow| !settled.contains(&row.source.line);
+    let mut preflight = Vec::new();
+    for (row, rejection) in checked.rejected.into_iter().filter(|(row, _)| open(row)) {
+        preflight.push(RowReport {
+            source: row.source,
+            key: row.key,
+            outcome: RowOutcome::Rejected {
+                field: rejection.field,
+                reason: rejection.reason,
+            },
+        });
+    }
+    for (row, first) in checked.duplicates.into_iter().filter(|(row, _)| open(row)) {
+        preflight.push(RowReport {
+            source: row.source,
+            key: row.key,
+            outcome: RowOutcome::Duplicate {
+                of_line: first.line,
+            },
+        });
+    }
+    let to_run = checked
+        .accepted
+        .into_iter()
+        .filter(|row| open(row))
+        .collect();
+    (to_run, preflight)
+}
+
+fn announce(job: &Job, ui: &Ui, pending: usize, resumed: usize, journal: Option<&Journal>) {
+    let verb = match (job.command, job.dry_run) {
+        ("revert", true) => "Checking what reverting would change for",
+        ("revert", false) => "Reverting",
+        (_, true) => "Dry run: comparing",
+        (_, false) => "Applying",
+    };
+    ui.note(&format!(
+        "{verb} {pending} rows of {} against {}",
+        job.input.path, job.connection.target.api_base
+    ));
+    if resumed > 0 {
+        ui.note(&format!(
+            "resuming: {resumed} rows the journal shows finished are skipped"
+        ));
+    }
+    if let Some(journal) = journal {
+        ui.note(&format!("journal: {}", journal.path().display()));
+    }
+}
+
+/// Sees each row's outcome as the driver reports it.
+struct Watcher<'a> {
+    journal: Option<&'a mut Journal>,
+    file: Arc<str>,
+    reports: &'a mut Vec<RowReport>,
+    progress: Progress,
+    write_failure: Option<Failure>,
+    ui: &'a Ui,
+}
+
+impl Watcher<'_> {
+    fn record(&mut self, machine: Option<&mut UserUpdate>, report: RowReport) {
+        // The journal first: nothing counts a row the journal does not hold.
+        if let Some(journal) = self.journal.as_deref_mut()
+            && self.write_failure.is_none()
+        {
+            let record = RowRecord {
+                line: report.source.line,
+                key: report.key.clone(),
+                outcome: report.outcome.clone(),
+            };
+            if let Err(error) = journal.append_row(&record) {
+                tracing::error!(%error, "cannot write the journal; stopping");
+                self.write_failure = Some(journal.write_failure(&error));
+                if let Some(machine) = machine {
+                    machine.stop();
+                }
+                return;
+            }
+        }
+        log_outcome(&self.file, &report);
+        self.reports.push(report);
+    }
+}
+
+impl Observer<UserUpdate> for Watcher<'_> {
+    fn output(&mut self, machine: &mut UserUpdate, report: RowReport) {
+        let throttled = machine.stats().throttled;
+        self.record(Some(machine), report);
+        self.progress.done(throttled);
+    }
+
+    fn wait(&mut self, now: Timestamp, until: Timestamp, reason: WaitReason) {
+        let wait = until.saturating_since(now);
+        if wait >= Duration::from_secs(5) && reason != WaitReason::Pacing {
+            tracing::info!(
+                wait_s = wait.as_secs_f64(),
+                reason = reason.as_str(),
+                "waiting"
+            );
+        }
+        self.progress.waiting(wait, reason);
+    }
+
+    fn stop(&mut self, machine: &mut UserUpdate) {
+        self.ui.note(
+            "stopping: waiting for the requests in flight, then the rest is left for --resume \
+             (Ctrl-C again quits at once)",
+        );
+        machine.stop();
+    }
+}
+
+/// Logs a row that did not go through, with what support needs to trace it.
+fn log_outcome(file: &str, report: &RowReport) {
+    let line = report.source.line;
+    let key = report.key.to_string();
+    match &report.outcome {
+        RowOutcome::Failed {
+            user_id,
+            status,
+            code,
+            message,
+            correlation_id,
+        } => tracing::warn!(
+            file,
+            line,
+            user = %key,
+            user_id = user_id.as_deref().unwrap_or(""),
+            status,
+            code = code.as_deref().unwrap_or(""),
+            message = message.as_deref().unwrap_or(""),
+            correlation_id = correlation_id.as_deref().unwrap_or(""),
+            "row failed"
+        ),
+        RowOutcome::GaveUp {
+            user_id,
+            reason,
+            retry_after_s,
+        } => tracing::warn!(
+            file,
+            line,
+            user = %key,
+            user_id = user_id.as_deref().unwrap_or(""),
+            reason = %reason,
+            retry_after_s,
+            "row gave up"
+        ),
+        RowOutcome::ConflictGaveUp { user_id, conflicts } => tracing::warn!(
+            file,
+            line,
+            user = %key,
+            user_id = %user_id,
+            conflicts,
+            "row gave up after version conflicts"
+        ),
+        outcome => tracing::debug!(
+            file,
+            line,
+            user = %key,
+            outcome = outcome.kind(),
+            "row finished"
+        ),
+    }
+}
