@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use tracing::Level;
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -19,7 +20,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use super::BarSlot;
 
 /// The crates whose events `-v` turns up.
-const OWN_CRATES: [&str; 4] = ["gcbulk", "gcbulk_core", "gcbulk_ureq", "gcbulk_sim"];
+const OWN_CRATES: [&str; 3] = ["gcbulk_core", "gcbulk_ureq", "gcbulk_sim"];
+/// This command's own events (the library and the binary share the name).
+const COMMAND: &str = "gcbulk";
 
 /// Starts logging; `verbose` counts `-v`s.
 pub(crate) fn init(
@@ -28,18 +31,21 @@ pub(crate) fn init(
     log_file: Option<&Path>,
     bar: BarSlot,
 ) -> Result<(), String> {
-    let level = match (verbose, quiet, log_file.is_some()) {
-        (0, _, true) => Level::INFO,
-        (0, true, false) => Level::ERROR,
-        (0, false, false) => Level::WARN,
-        (1, _, _) => Level::DEBUG,
-        _ => Level::TRACE,
+    // On a terminal without -v the command's own output (the bar, the row errors, the summary)
+    // says what matters; only its warnings about rows that failed are logged beside it.
+    let (own, others) = match (verbose, quiet, log_file.is_some()) {
+        (0, _, true) => (LevelFilter::INFO, LevelFilter::INFO),
+        (0, true, false) => (LevelFilter::ERROR, LevelFilter::OFF),
+        (0, false, false) => (LevelFilter::WARN, LevelFilter::OFF),
+        (1, _, _) => (LevelFilter::DEBUG, LevelFilter::DEBUG),
+        _ => (LevelFilter::TRACE, LevelFilter::TRACE),
     };
     let filter = OWN_CRATES
         .iter()
         .fold(Targets::new().with_default(Level::WARN), |f, name| {
-            f.with_target(*name, level)
-        });
+            f.with_target(*name, others)
+        })
+        .with_target(COMMAND, own);
 
     let (writer, ansi) = match log_file {
         Some(path) => {

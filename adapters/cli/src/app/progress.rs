@@ -1,9 +1,10 @@
 //! The progress bar: rows done of the total, rate, ETA, and why the run is waiting.
 
+use std::fmt;
 use std::time::Duration;
 
 use gcbulk_core::sched::WaitReason;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::Ui;
 
@@ -21,10 +22,13 @@ impl Progress {
     pub(crate) fn new(ui: &Ui, total: u64, unit: &str) -> Self {
         let bar = ui.bars().then(|| {
             let template = format!(
-                "{{spinner}} [{{bar:32}}] {{pos}}/{{len}} {unit} · {{per_sec}} · ETA {{eta}} {{msg}}"
+                "{{spinner}} [{{bar:32}}] {{pos}}/{{len}} {unit} · {{rate}} · ETA {{eta}} {{msg}}"
             );
             let style = ProgressStyle::with_template(&template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = write!(w, "{:.1}/s", state.per_sec());
+                })
                 .progress_chars("=> ");
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
                 .with_style(style);
@@ -64,6 +68,9 @@ impl Progress {
     /// The run waits `wait` because of `reason`; pacing gaps are too short to mention.
     pub(crate) fn waiting(&mut self, wait: Duration, reason: WaitReason) {
         self.waiting = match reason {
+            // The machine names the token's renewal as its next deadline while it waits for
+            // answers; that is no pause worth showing.
+            WaitReason::TokenRenewal => None,
             WaitReason::Pacing if wait < Duration::from_secs(2) => None,
             _ if wait < Duration::from_millis(500) => None,
             _ => Some(format!(

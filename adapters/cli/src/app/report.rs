@@ -179,7 +179,7 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
     let rows = summary.reports.len() as u64 + summary.unreadable_rows();
     let _ = writeln!(
         text,
-        "{rows} rows of {} against {}, in {:.1} s{}",
+        "\n{rows} rows of {} against {}, in {:.1} s{}",
         summary.input.path,
         summary.target,
         summary.elapsed.as_secs_f64(),

@@ -57,7 +57,7 @@ pub(crate) struct Job {
 /// Runs `job` to the end and prints what happened.
 pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
     let source_file: Arc<str> = Arc::from(job.input.path.as_str());
-    let (mut journal, earlier) = open_journal(&job, ui)?;
+    let (mut journal, earlier, fresh) = open_journal(&job, ui)?;
 
     // Rows the journal shows settled are not run again; their outcomes still count.
     let settled: HashSet<u64> = earlier.iter().map(|r| r.source.line).collect();
@@ -136,6 +136,13 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
         return Err(failure);
     }
     if let Some(auth) = machine.auth_failure() {
+        // A journal this run started holds nothing but the refusal: let the next try start
+        // afresh instead of asking for --resume.
+        if let Some(journal) = &journal
+            && fresh
+        {
+            let _ = std::fs::remove_file(journal.path());
+        }
         let status = auth
             .status
             .map(|s| format!(" (HTTP {s})"))
@@ -156,8 +163,9 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
     })
 }
 
-/// Opens (or, resuming, reopens) the journal, and reads back the rows it shows settled.
-fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>), Failure> {
+/// Opens (or, resuming, reopens) the journal, and reads back the rows it shows settled; true
+/// when this run started the journal.
+fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>, bool), Failure> {
     let path = &job.journal;
     let file: Arc<str> = Arc::from(job.input.path.as_str());
     let mut earlier = Vec::new();
@@ -197,7 +205,7 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>),
     };
 
     if job.dry_run {
-        return Ok((None, earlier));
+        return Ok((None, earlier, false));
     }
     let started_at = journal::now_rfc3339();
     let journal = match &loaded {
@@ -219,7 +227,7 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>),
             Journal::create(path, &header)?
         }
     };
-    Ok((Some(journal), earlier))
+    Ok((Some(journal), earlier, loaded.is_none()))
 }
 
 /// Refuses to resume a journal written for another sheet, organisation or command.
@@ -351,7 +359,8 @@ impl Observer<UserUpdate> for Watcher<'_> {
 
     fn wait(&mut self, now: Timestamp, until: Timestamp, reason: WaitReason) {
         let wait = until.saturating_since(now);
-        if wait >= Duration::from_secs(5) && reason != WaitReason::Pacing {
+        let worth_saying = !matches!(reason, WaitReason::Pacing | WaitReason::TokenRenewal);
+        if wait >= Duration::from_secs(5) && worth_saying {
             tracing::info!(
                 wait_s = wait.as_secs_f64(),
                 reason = reason.as_str(),
@@ -375,6 +384,10 @@ fn log_outcome(file: &str, report: &RowReport) {
     let line = report.source.line;
     let key = report.key.to_string();
     match &report.outcome {
+        // Refused credentials end every row alike; the run reports that once, itself.
+        RowOutcome::Failed { code, .. } if code.as_deref() == Some("authentication") => {
+            tracing::debug!(file, line, user = %key, "row not sent: authentication failed");
+        }
         RowOutcome::Failed {
             user_id,
             status,
@@ -388,7 +401,7 @@ fn log_outcome(file: &str, report: &RowReport) {
             user_id = user_id.as_deref().unwrap_or(""),
             status,
             code = code.as_deref().unwrap_or(""),
-            message = message.as_deref().unwrap_or(""),
+            said = message.as_deref().unwrap_or(""),
             correlation_id = correlation_id.as_deref().unwrap_or(""),
             "row failed"
         ),

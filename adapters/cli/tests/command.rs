@@ -1,0 +1,800 @@
+//! The `gcbulk` binary against the emulator over loopback: what an admin would run, checked
+//! against what the data says should happen.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test should stop at the first thing it did not expect"
+)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use gcbulk::input::{ReadOptions, read_changes};
+use gcbulk_core::change::{ManagerRef, UserKey};
+use gcbulk_core::genesys::validate;
+use gcbulk_sim::model::{
+    ClientLimit, Endpoint, FaultPreset, Latency, OAuthClient, ServerConfig, ThrottleCause, User,
+};
+use serde_json::Value;
+use support::*;
+
+/// The fields of a user that differ from what a row wants: (field, wanted value).
+type Changes = Vec<(&'static str, String)>;
+
+/// What the sheet should do to the organisation, worked out from the data alone.
+#[derive(Debug, Default)]
+struct Truth {
+    /// Line → the user and the fields that differ.
+    updated: BTreeMap<u64, (String, Changes)>,
+    unchanged: BTreeSet<u64>,
+    rejected: BTreeSet<u64>,
+    not_found: BTreeSet<u64>,
+    duplicates: BTreeSet<u64>,
+}
+
+impl Truth {
+    fn rows(&self) -> usize {
+        self.updated.len()
+            + self.unchanged.len()
+            + self.rejected.len()
+            + self.not_found.len()
+            + self.duplicates.len()
+    }
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Reads the sheet, finds each row's user and manager in `users`, and compares field by field.
+fn truth(name: &str, sheet: &[u8], users: &[User]) -> Truth {
+    let input = read_changes(name, sheet, &ReadOptions::default()).unwrap();
+    let mut truth = Truth::default();
+    truth
+        .rejected
+        .extend(input.row_errors.iter().map(|e| e.source.line));
+    let checked = validate::check(input.rows);
+    truth
+        .rejected
+        .extend(checked.rejected.iter().map(|(row, _)| row.source.line));
+    truth
+        .duplicates
+        .extend(checked.duplicates.iter().map(|(row, _)| row.source.line));
+
+    let by_email: HashMap<String, &User> = users
+        .iter()
+        .filter_map(|u| Some((u.email.as_deref()?.to_lowercase(), u)))
+        .collect();
+    for row in checked.accepted {
+        let line = row.source.line;
+        let UserKey::Email(email) = &row.key else {
+            panic!("the sample sheet is keyed by e-mail")
+        };
+        let Some(user) = by_email.get(&email.trim().to_lowercase()) else {
+            truth.not_found.insert(line);
+            continue;
+        };
+        let desired = &row.desired;
+        let manager = match &desired.manager {
+            None => None,
+            Some(ManagerRef::Clear) => Some(String::new()),
+            Some(ManagerRef::Id(id)) => Some(id.clone()),
+            Some(ManagerRef::Email(m)) => match by_email.get(&m.trim().to_lowercase()) {
+                Some(manager) => Some(manager.id.clone()),
+                None => {
+                    truth.rejected.insert(line);
+                    continue;
+                }
+            },
+        };
+        if manager.as_deref() == Some(user.id.as_str()) {
+            truth.rejected.insert(line);
+            continue;
+        }
+
+        let phone = user.work_phone();
+        let current_phone = phone.and_then(|p| p.address.clone()).unwrap_or_default();
+        let current_extension = phone.and_then(|p| p.extension.clone()).unwrap_or_default();
+        let current_manager = user.manager.as_ref().map(|m| m.id.clone());
+        let mut changes = Vec::new();
+        let mut compare =
+            |field, wanted: Option<&String>, now: &str, same: fn(&str, &str) -> bool| {
+                if let Some(wanted) = wanted
+                    && !same(wanted.trim(), now.trim())
+                {
+                    changes.push((field, wanted.trim().to_owned()));
+                }
+            };
+        let plain: fn(&str, &str) -> bool = |a, b| a == b;
+        let phones: fn(&str, &str) -> bool = |a, b| digits(a) == digits(b);
+        compare("name", desired.name.as_ref(), &user.name, plain);
+        let title = user.title.clone().unwrap_or_default();
+        compare("title", desired.title.as_ref(), &title, plain);
+        let department = user.department.clone().unwrap_or_default();
+        compare(
+            "department",
+            desired.department.as_ref(),
+            &department,
+            plain,
+        );
+        compare(
+            "manager",
+            manager.as_ref(),
+            &current_manager.unwrap_or_default(),
+            plain,
+        );
+        compare(
+            "phone_work",
+            desired.phone_work.as_ref(),
+            &current_phone,
+            phones,
+        );
+        compare(
+            "extension",
+            desired.extension.as_ref(),
+            &current_extension,
+            plain,
+        );
+        if changes.is_empty() {
+            truth.unchanged.insert(line);
+        } else {
+            truth.updated.insert(line, (user.id.clone(), changes));
+        }
+    }
+    truth
+}
+
+/// Every updated user has the values its row asks for, written once; every other user is as it
+/// was.
+fn assert_org_follows(truth: &Truth, before: &[User], after: Vec<User>) {
+    let after = by_id(after);
+    let mut touched = BTreeSet::new();
+    for (line, (id, changes)) in &truth.updated {
+        let user = &after[id];
+        let old = before.iter().find(|u| &u.id == id).unwrap();
+        assert_eq!(user.version, old.version + 1, "line {line}: written once");
+        for (field, wanted) in changes {
+            let phone = user.work_phone();
+            let now = match *field {
+                "name" => user.name.clone(),
+                "title" => user.title.clone().unwrap_or_default(),
+                "department" => user.department.clone().unwrap_or_default(),
+                "manager" => user
+                    .manager
+                    .as_ref()
+                    .map(|m| m.id.clone())
+                    .unwrap_or_default(),
+                "phone_work" => digits(&phone.and_then(|p| p.address.clone()).unwrap_or_default()),
+                "extension" => phone.and_then(|p| p.extension.clone()).unwrap_or_default(),
+                other => panic!("{other}"),
+            };
+            let wanted = if *field == "phone_work" {
+                digits(wanted)
+            } else {
+                wanted.clone()
+            };
+            assert_eq!(now, wanted, "line {line}: {field}");
+        }
+        touched.insert(id.clone());
+    }
+    for old in before.iter().filter(|u| !touched.contains(&u.id)) {
+        assert_eq!(
+            &after[&old.id], old,
+            "user {} was not to be touched",
+            old.id
+        );
+    }
+}
+
+fn lines_with(report: &Value, outcome: &str) -> BTreeSet<u64> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == outcome)
+        .map(|r| r["source"]["line"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_sample_reorganisation_is_applied_as_the_data_says() {
+    let users = sample_users();
+    let sheet = sample_sheet();
+    let emulator = start(fast_server(), users.clone());
+    let dir = scratch();
+    write(dir.path(), "reorg.csv", &sheet);
+
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "reorg.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "--report",
+        "report.json",
+    ]));
+    // The sample has deliberate mistakes, so some rows are not applied.
+    finished.expect_code(1);
+
+    let truth = truth("reorg.csv", &sheet, &users);
+    assert_eq!(truth.rows(), 1508, "every data row has a verdict");
+    let report = json(&dir.path().join("report.json"));
+    let summary = &report["summary"];
+    assert_eq!(summary["updated"], truth.updated.len() as u64, "{summary}");
+    assert_eq!(
+        summary["unchanged"],
+        truth.unchanged.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["rejected"],
+        truth.rejected.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["not_found"],
+        truth.not_found.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["duplicates"],
+        truth.duplicates.len() as u64,
+        "{summary}"
+    );
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["gave_up"], 0);
+    assert_eq!(
+        lines_with(&report, "updated"),
+        truth.updated.keys().copied().collect()
+    );
+    assert_eq!(lines_with(&report, "not_found"), truth.not_found);
+
+    // The rejected rows are named by line, on the terminal and in the report.
+    let mut rejected = lines_with(&report, "rejected");
+    for error in report["input_errors"].as_array().unwrap() {
+        rejected.insert(error["line"].as_u64().unwrap());
+    }
+    assert_eq!(rejected, truth.rejected);
+    for line in &truth.rejected {
+        assert!(
+            finished.stdout.contains(&format!("reorg.csv:{line}: ")),
+            "line {line} is listed\n{}",
+            finished.stdout
+        );
+    }
+
+    // Each changed user was written once; nobody else was written at all.
+    let stats = emulator.stats();
+    assert_eq!(
+        stats.count(Endpoint::PatchUser, 200),
+        truth.updated.len() as u64
+    );
+    assert_eq!(
+        stats.count_endpoint(Endpoint::PatchUser),
+        truth.updated.len() as u64
+    );
+    assert_org_follows(&truth, &users, emulator.users());
+
+    // The journal holds one settled line per row that reached the machine.
+    let records = last_records(&dir.path().join("reorg.csv.journal.jsonl"));
+    let unread = report["input_errors"].as_array().unwrap().len();
+    assert_eq!(records.len() + unread, 1508);
+}
+
+#[test]
+fn a_dry_run_prints_the_diff_and_writes_nothing() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(40);
+    let emulator = start(fast_server(), users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "head.csv",
+        "--dry-run",
+        "--api-base",
+        &emulator.base_url(),
+    ]));
+    finished.expect_code(1);
+
+    let truth = truth("head.csv", &sheet, &users);
+    for (line, (_, changes)) in &truth.updated {
+        let (field, wanted) = &changes[0];
+        let shown = format!("line {line} ");
+        let row = finished
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&shown))
+            .unwrap_or_else(|| panic!("line {line} is in the diff:\n{}", finished.stdout));
+        assert!(row.contains(&format!("{field} ")), "{row}");
+        assert!(row.contains(&format!("→ {wanted:?}")), "{row}");
+    }
+    assert!(
+        finished.stdout.contains("would update"),
+        "{}",
+        finished.stdout
+    );
+    assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
+    assert!(!dir.path().join("head.csv.journal.jsonl").exists());
+    assert_eq!(emulator.users(), users);
+}
+
+#[test]
+fn a_storm_ends_with_every_row_confirmed() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(300);
+    let mut server = fast_server();
+    server.rate_limit.per_client = ClientLimit::FixedWindow {
+        limit: 600,
+        window_secs: 10,
+    };
+    FaultPreset::Storm.apply(&mut server);
+    // The preset's storms, brought forward from minutes into the seconds this run lasts.
+    for storm in &mut server.rate_limit.storms {
+        storm.start_secs /= 30.0;
+        storm.end_secs /= 30.0;
+    }
+    let emulator = start(server, users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "head.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "--report",
+        "report.json",
+    ]));
+
+    let stats = emulator.stats();
+    assert!(
+        stats
+            .throttled_by
+            .get(&ThrottleCause::Storm)
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "the run met the storm: {stats:?}"
+    );
+    let truth = truth("head.csv", &sheet, &users);
+    let report = json(&dir.path().join("report.json"));
+    assert_eq!(report["summary"]["gave_up"], 0, "{}", finished.stdout);
+    assert_eq!(report["summary"]["failed"], 0, "{}", finished.stdout);
+    assert_eq!(report["summary"]["updated"], truth.updated.len() as u64);
+    assert_org_follows(&truth, &users, emulator.users());
+    assert!(report["requests"]["throttled"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn kill_9_then_resume_applies_every_row_once() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(400);
+    let mut server = fast_server();
+    // Slow enough to be caught in the middle.
+    server.rate_limit.per_client = ClientLimit::FixedWindow {
+        limit: 300,
+        window_secs: 10,
+    };
+    server.latency = Latency::Fixed { ms: 20.0 };
+    let emulator = start(server, users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+    let journal = dir.path().join("head.csv.journal.jsonl");
+    let url = emulator.base_url();
+    let args = ["update", "head.csv", "--api-base", url.as_str()];
+
+    let mut child = gcbulk(dir.path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let truth = truth("head.csv", &sheet, &users);
+    // Wait until some updates are journalled, but not all.
+    let caught = poll_until(Duration::from_secs(60), || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended too soon"
+        );
+        let updated = last_records(&journal)
+            .values()
+            .filter(|r| r["outcome"] == "updated")
+            .count();
+        updated >= truth.updated.len() / 4
+    });
+    assert!(caught, "no progress in the journal");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before_resume = last_records(&journal);
+    let updated_before = before_resume
+        .values()
+        .filter(|r| r["outcome"] == "updated")
+        .count();
+    assert!(updated_before < truth.updated.len(), "killed in the middle");
+
+    let finished = run(gcbulk(dir.path())
+        .args(args)
+        .args(["--resume", "--report", "report.json"]));
+    finished.expect_code(1);
+    assert!(finished.stderr.contains("resuming"), "{}", finished.stderr);
+
+    // Nothing lost: every row has a settled outcome, the org is as the sheet asks, and each
+    // changed user was written exactly once (its version moved by one).
+    let records = last_records(&journal);
+    let report = json(&dir.path().join("report.json"));
+    let unread = report["input_errors"].as_array().unwrap().len();
+    assert_eq!(records.len() + unread, truth.rows());
+    for (line, record) in &records {
+        let outcome = record["outcome"].as_str().unwrap();
+        assert!(
+            !matches!(outcome, "gave_up" | "failed" | "conflict_gave_up"),
+            "line {line}: {record}"
+        );
+    }
+    assert_org_follows(&truth, &users, emulator.users());
+    // A row the kill caught after its PATCH landed is found unchanged on resume; every other
+    // changed row is journalled as updated, once.
+    let updated_lines: Vec<u64> = journal_records(&journal)
+        .iter()
+        .filter(|r| r["outcome"] == "updated")
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    let distinct: BTreeSet<u64> = updated_lines.iter().copied().collect();
+    assert_eq!(distinct.len(), updated_lines.len(), "no row updated twice");
+    let in_flight = truth.updated.len() - distinct.len();
+    assert!(
+        in_flight <= 8,
+        "at most the requests in flight: {in_flight}"
+    );
+    for line in truth.updated.keys() {
+        assert!(
+            matches!(
+                records[line]["outcome"].as_str(),
+                Some("updated" | "unchanged")
+            ),
+            "line {line}: {}",
+            records[line]
+        );
+    }
+    assert_eq!(
+        report["summary"]["updated"].as_u64().unwrap()
+            + report["summary"]["unchanged"].as_u64().unwrap(),
+        (truth.updated.len() + truth.unchanged.len()) as u64
+    );
+}
+
+#[test]
+fn revert_restores_the_org_and_spares_users_changed_since() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(120);
+    let emulator = start(fast_server(), users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+    let url = emulator.base_url();
+    run(gcbulk(dir.path()).args(["update", "head.csv", "--api-base", &url])).expect_code(1);
+    let truth = truth("head.csv", &sheet, &users);
+    assert!(truth.updated.len() > 10);
+
+    // Someone else edits one of the updated users after the run.
+    let (_, (edited, _)) = truth.updated.iter().next().unwrap();
+    let bearer = format!("Bearer {}", token(&emulator, &client()));
+    let current = &by_id(emulator.users())[edited];
+    let body = format!(
+        r#"{{"title":"Edited Elsewhere","version":{}}}"#,
+        current.version
+    );
+    let (status, _) = http(
+        &emulator,
+        "PATCH",
+        &format!("/api/v2/users/{edited}"),
+        &bearer,
+        &body,
+    );
+    assert_eq!(status, 200);
+
+    let finished = run(gcbulk(dir.path()).args([
+        "revert",
+        "head.csv.journal.jsonl",
+        "--report",
+        "revert.json",
+    ]));
+    finished.expect_code(1);
+    let report = json(&dir.path().join("revert.json"));
+    assert_eq!(report["summary"]["changed_since"], 1, "{}", finished.stdout);
+    assert_eq!(report["summary"]["updated"], truth.updated.len() as u64 - 1);
+    assert!(
+        finished.stdout.contains("changed by someone else"),
+        "{}",
+        finished.stdout
+    );
+    assert!(dir.path().join("head.csv.journal.revert.jsonl").exists());
+
+    // Everyone but the edited user is exactly as before, versions apart.
+    let after = by_id(emulator.users());
+    for old in &users {
+        let mut now = after[&old.id].clone();
+        if &old.id == edited {
+            assert_eq!(now.title.as_deref(), Some("Edited Elsewhere"));
+            continue;
+        }
+        now.version = old.version;
+        assert_eq!(&now, old, "user {} is restored", old.id);
+    }
+}
+
+#[test]
+fn hostile_csvs_name_the_line_and_send_nothing_for_bad_rows() {
+    let users = sample_users();
+    let emulator = start(fast_server(), users.clone());
+    let url = emulator.base_url();
+    let dir = scratch();
+    let good = |n: usize| users[n].email.clone().unwrap();
+    let header = "name,email,title\r\n";
+
+    // (file name, bytes, the error expected on stderr, PATCHes expected)
+    let cases: Vec<(&str, Vec<u8>, String, u64)> = vec![
+        (
+            "bom_crlf.csv",
+            format!("\u{feff}{header}x,{},Title A\r\ny,bad@@mail,Title B\r\n", good(1)).into_bytes(),
+            "bom_crlf.csv:3: email: ".to_owned(),
+            1,
+        ),
+        (
+            "quoted.csv",
+            format!(
+                "name,email,title\n\"Doe, Jane\",{},\"Lead, \"\"Ops\"\"\nline two\"\nz,not-an-email,T\n",
+                good(2)
+            )
+            .into_bytes(),
+            "quoted.csv:4: email: ".to_owned(),
+            1,
+        ),
+        (
+            "ragged.csv",
+            format!("name,email,title\na,{},Title C\nb,{},Title D,extra\n", good(3), good(4))
+                .into_bytes(),
+            "ragged.csv:3: the row has 4 cells but the header has 3".to_owned(),
+            1,
+        ),
+        (
+            "unknown.csv",
+            format!("name,email,title,favourite_colour\na,{},Title E,blue\n", good(5))
+                .into_bytes(),
+            "column \"favourite_colour\" is not a column gcbulk knows".to_owned(),
+            1,
+        ),
+        (
+            "utf8.csv",
+            [
+                format!("name,email,title\na,{},Title F\nb,{},", good(6), good(7)).into_bytes(),
+                vec![0xff, 0xfe, b'x', b'\n'],
+            ]
+            .concat(),
+            "utf8.csv:3: title: is not UTF-8 text".to_owned(),
+            1,
+        ),
+        (
+            "duplicate.csv",
+            format!("name,email,title,Title\na,{},T,U\n", good(8)).into_bytes(),
+            "duplicate.csv:1: column \"title\" appears twice".to_owned(),
+            0,
+        ),
+        ("empty.csv", Vec::new(), "empty.csv: the file is empty".to_owned(), 0),
+    ];
+
+    for (name, bytes, expected, patches) in cases {
+        write(dir.path(), name, &bytes);
+        let sent_before = emulator.stats().total();
+        let patched_before = emulator.stats().count_endpoint(Endpoint::PatchUser);
+        let finished = run(gcbulk(dir.path()).args(["update", name, "--api-base", &url]));
+        assert!(
+            finished.stderr.contains(&expected),
+            "{name}: expected {expected:?} in\n{}",
+            finished.stderr
+        );
+        let stats = emulator.stats();
+        assert_eq!(
+            stats.count_endpoint(Endpoint::PatchUser) - patched_before,
+            patches,
+            "{name}: {}",
+            finished.stdout
+        );
+        if patches == 0 {
+            finished.expect_code(2);
+            assert_eq!(
+                stats.total(),
+                sent_before,
+                "{name}: a file error sends nothing"
+            );
+        }
+    }
+    // The bad rows' users were never written.
+    let after = by_id(emulator.users());
+    for n in [4, 7, 8] {
+        assert_eq!(after[&users[n].id], users[n], "user {n}");
+    }
+    let quoted = &after[&users[2].id];
+    assert_eq!(quoted.title.as_deref(), Some("Lead, \"Ops\"\nline two"));
+    assert_eq!(quoted.name, "Doe, Jane");
+}
+
+#[test]
+fn a_wrong_secret_exits_3_with_one_clear_line() {
+    let emulator = start(fast_server(), sample_users());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let finished = run(gcbulk(dir.path())
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", "not-the-secret")
+        .args(["update", "head.csv", "--api-base", &emulator.base_url()]));
+    finished.expect_code(3);
+    let line = finished
+        .stderr
+        .lines()
+        .find(|l| l.contains("authentication failed"))
+        .unwrap_or_else(|| panic!("{}", finished.stderr));
+    assert!(line.contains("GENESYSCLOUD_OAUTHCLIENT_SECRET"), "{line}");
+    assert!(!finished.stderr.contains("not-the-secret"));
+    assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
+}
+
+#[test]
+fn the_secret_and_the_token_appear_nowhere() {
+    let secret = "s3cr3t-Zq8v-never-print-me";
+    let client = OAuthClient {
+        id: "leak-check".to_owned(),
+        secret: secret.to_owned(),
+        token_lifetime_secs: None,
+    };
+    let mut server = fast_server();
+    server.clients = vec![client.clone()];
+    let users = sample_users();
+    let emulator = start(server.clone(), users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(60));
+
+    let finished = run(gcbulk(dir.path())
+        .env("GENESYSCLOUD_OAUTHCLIENT_ID", &client.id)
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", secret)
+        .args([
+            "update",
+            "head.csv",
+            "--api-base",
+            &emulator.base_url(),
+            "-vv",
+            "--log-file",
+            "run.log",
+            "--report",
+            "report.json",
+        ]));
+    finished.expect_code(1);
+
+    // The model is seeded: replaying the run's first request on a twin gives the token it got.
+    let token = first_token(server, users, &client);
+    let (status, _) = http(
+        &emulator,
+        "GET",
+        "/api/v2/users?pageSize=1",
+        &format!("Bearer {token}"),
+        "",
+    );
+    assert_eq!(status, 200, "the twin's token is the one the run was given");
+
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(log.contains("TRACE"), "the log is as verbose as it gets");
+    let journal = std::fs::read_to_string(dir.path().join("head.csv.journal.jsonl")).unwrap();
+    let report = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", client.id))
+    };
+    for (name, text) in [
+        ("stdout", &finished.stdout),
+        ("stderr", &finished.stderr),
+        ("log", &log),
+        ("journal", &journal),
+        ("report", &report),
+    ] {
+        for needle in [secret, token.as_str(), basic.as_str()] {
+            assert!(!text.contains(needle), "{name} shows a secret");
+        }
+    }
+}
+
+/// The token the emulator issues first, from a twin of its model fed the same first request.
+fn first_token(server: ServerConfig, users: Vec<User>, client: &OAuthClient) -> String {
+    use base64::Engine as _;
+    use gcbulk_core::Timestamp;
+    use gcbulk_sim::model::{ClientId, Server};
+
+    let mut twin = Server::new(server, users, 42);
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", client.id, client.secret));
+    let login = http::Request::post("/oauth/token")
+        .header("authorization", format!("Basic {basic}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(bytes::Bytes::from_static(b"grant_type=client_credentials"))
+        .unwrap();
+    let reply = twin.handle_request(Timestamp::ZERO, ClientId(0), login);
+    let body: Value = serde_json::from_slice(reply.response().unwrap().body()).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_journal_is_never_overwritten_nor_resumed_for_another_sheet() {
+    let emulator = start(fast_server(), sample_users());
+    let url = emulator.base_url();
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let args = ["update", "head.csv", "--api-base", url.as_str()];
+    run(gcbulk(dir.path()).args(args));
+
+    let again = run(gcbulk(dir.path()).args(args));
+    again.expect_code(2);
+    assert!(again.stderr.contains("--resume"), "{}", again.stderr);
+
+    write(dir.path(), "head.csv", &sample_sheet_head(6));
+    let changed = run(gcbulk(dir.path()).args(args).arg("--resume"));
+    changed.expect_code(2);
+    assert!(changed.stderr.contains("has changed"), "{}", changed.stderr);
+}
+
+#[test]
+fn an_export_reads_back_as_a_sheet_with_nothing_to_change() {
+    let users = sample_users();
+    let emulator = start(fast_server(), users.clone());
+    let url = emulator.base_url();
+    let dir = scratch();
+    run(gcbulk(dir.path()).args(["export", "--api-base", &url, "--out", "users.csv"]))
+        .expect_code(0);
+    let active = users
+        .iter()
+        .filter(|u| u.state == gcbulk_core::change::UserState::Active)
+        .count();
+    let sheet = std::fs::read(dir.path().join("users.csv")).unwrap();
+    let input = read_changes("users.csv", &sheet, &ReadOptions::default()).unwrap();
+    assert_eq!(input.rows.len() + input.row_errors.len(), active);
+
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "users.csv",
+        "--api-base",
+        &url,
+        "--report",
+        "report.json",
+    ]));
+    let report = json(&dir.path().join("report.json"));
+    assert_eq!(report["summary"]["updated"], 0, "{}", finished.stdout);
+    assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
+}
+
+#[test]
+fn exporting_inactive_users_stops_cleanly_at_the_listing_limit() {
+    let mut users = sample_users();
+    for user in &mut users {
+        user.state = gcbulk_core::change::UserState::Inactive;
+    }
+    let mut server = fast_server();
+    server.inactive_listing_limit = 1000;
+    let emulator = start(server, users);
+    let dir = scratch();
+    let finished = run(gcbulk(dir.path()).args([
+        "export",
+        "--state",
+        "inactive",
+        "--api-base",
+        &emulator.base_url(),
+        "--out",
+        "inactive.csv",
+    ]));
+    finished.expect_code(0);
+    assert!(
+        finished.stderr.contains("10,000 inactive"),
+        "{}",
+        finished.stderr
+    );
+    let sheet = std::fs::read(dir.path().join("inactive.csv")).unwrap();
+    let input = read_changes("inactive.csv", &sheet, &ReadOptions::default()).unwrap();
+    assert_eq!(input.rows.len() + input.row_errors.len(), 1000);
+}
