@@ -6,7 +6,29 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use http::header::{DATE, RETRY_AFTER};
+use http::header::{DATE, HeaderName, RETRY_AFTER};
+
+/// Header names, built once: parsing a name on every response would dominate the scheduler's
+/// cost per event.
+mod names {
+    use http::header::HeaderName;
+
+    pub(super) const ININ_ALLOWED: HeaderName = HeaderName::from_static("inin-ratelimit-allowed");
+    pub(super) const ININ_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
+    pub(super) const ININ_RESET: HeaderName = HeaderName::from_static("inin-ratelimit-reset");
+    pub(super) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    pub(super) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    pub(super) const RATELIMIT_FIELDS: [HeaderName; 3] = [
+        HeaderName::from_static("ratelimit-limit"),
+        HeaderName::from_static("ratelimit-remaining"),
+        HeaderName::from_static("ratelimit-reset"),
+    ];
+    pub(super) const X_RATELIMIT_FIELDS: [HeaderName; 3] = [
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderName::from_static("x-ratelimit-reset"),
+    ];
+}
 
 /// What a `Retry-After` field asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,14 +115,14 @@ pub fn rate_observation(headers: &HeaderMap) -> RateObservation {
     if !structured.is_empty() {
         return structured;
     }
-    let split = prefixed(headers, "ratelimit-");
+    let split = split_fields(headers, &names::RATELIMIT_FIELDS);
     if !split.is_empty() {
         return split;
     }
-    prefixed(headers, "x-ratelimit-")
+    split_fields(headers, &names::X_RATELIMIT_FIELDS)
 }
 
-fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     let text = headers.get(name)?.to_str().ok()?.trim();
     // Some servers send "60.0"; a whole float is accepted, anything else is ignored.
     text.parse::<u64>().ok().or_else(|| {
@@ -111,24 +133,27 @@ fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
 }
 
 fn inin(headers: &HeaderMap) -> RateObservation {
-    let limit = number(headers, "inin-ratelimit-allowed");
-    let count = number(headers, "inin-ratelimit-count");
+    let limit = number(headers, &names::ININ_ALLOWED);
+    let count = number(headers, &names::ININ_COUNT);
     RateObservation {
         limit,
         remaining: limit
             .zip(count)
             .map(|(limit, count)| limit.saturating_sub(count)),
-        reset: number(headers, "inin-ratelimit-reset").map(Duration::from_secs),
+        reset: number(headers, &names::ININ_RESET).map(Duration::from_secs),
         window: None,
     }
 }
 
-fn prefixed(headers: &HeaderMap, prefix: &str) -> RateObservation {
-    let field = |suffix: &str| number(headers, &format!("{prefix}{suffix}"));
+/// `limit`, `remaining` and `reset` as separate fields (`RateLimit-*` or `X-RateLimit-*`).
+fn split_fields(
+    headers: &HeaderMap,
+    [limit, remaining, reset]: &[HeaderName; 3],
+) -> RateObservation {
     RateObservation {
-        limit: field("limit"),
-        remaining: field("remaining"),
-        reset: field("reset").and_then(|reset| reset_delta(reset, headers)),
+        limit: number(headers, limit),
+        remaining: number(headers, remaining),
+        reset: number(headers, reset).and_then(|reset| reset_delta(reset, headers)),
         window: None,
     }
 }
@@ -148,7 +173,7 @@ fn reset_delta(reset: u64, headers: &HeaderMap) -> Option<Duration> {
 /// `RateLimit: "default";r=5;t=3` with `RateLimit-Policy: "default";q=10;w=60` (later drafts).
 fn structured(headers: &HeaderMap) -> RateObservation {
     let mut seen = RateObservation::default();
-    if let Some(text) = headers.get("ratelimit").and_then(|v| v.to_str().ok()) {
+    if let Some(text) = headers.get(names::RATELIMIT).and_then(|v| v.to_str().ok()) {
         for (key, value) in parameters(text) {
             match key {
                 "limit" | "l" => seen.limit = seen.limit.or(Some(value)),
@@ -159,7 +184,7 @@ fn structured(headers: &HeaderMap) -> RateObservation {
         }
     }
     if let Some(text) = headers
-        .get("ratelimit-policy")
+        .get(names::RATELIMIT_POLICY)
         .and_then(|v| v.to_str().ok())
     {
         let first_policy = text.split(',').next().unwrap_or_default();
