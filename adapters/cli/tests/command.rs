@@ -282,6 +282,35 @@ fn the_sample_reorganisation_is_applied_as_the_data_says() {
 }
 
 #[test]
+fn the_demo_reports_exactly_what_the_data_says() {
+    let dir = scratch();
+    let finished = run(gcbulk(dir.path()).args(["demo", "--dir", "."]));
+    finished.expect_code(0);
+
+    let truth = truth("reorg.csv", &sample_sheet(), &sample_users());
+    let report = json(&dir.path().join("reorg-report.json"));
+    let summary = &report["summary"];
+    for (name, expected) in [
+        ("updated", truth.updated.len()),
+        ("unchanged", truth.unchanged.len()),
+        ("rejected", truth.rejected.len()),
+        ("not_found", truth.not_found.len()),
+        ("duplicates", truth.duplicates.len()),
+        ("failed", 0),
+        ("gave_up", 0),
+    ] {
+        assert_eq!(summary[name], expected as u64, "{name}: {summary}");
+    }
+    let shown = format!("{:<14} {:>7}", "updated", truth.updated.len());
+    assert!(finished.stdout.contains(&shown), "{}", finished.stdout);
+    assert!(
+        report["requests"]["throttled"].as_u64().unwrap() <= 20,
+        "few 429s: {}",
+        report["requests"]
+    );
+}
+
+#[test]
 fn a_dry_run_prints_the_diff_and_writes_nothing() {
     let users = sample_users();
     let sheet = sample_sheet_head(40);

@@ -136,6 +136,7 @@ pub(crate) enum Command {
 
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
 pub(crate) struct OutputArgs {
     /// Say more: -v logs each request's troubles, -vv everything
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -152,6 +153,7 @@ pub(crate) struct OutputArgs {
 
 /// Which Genesys Cloud organisation to talk to, and as whom.
 #[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Organisation and credentials")]
 pub(crate) struct TargetArgs {
     /// The organisation's region, e.g. us-east-1, eu-central-1 [env: GENESYSCLOUD_REGION]
     #[arg(long, value_name = "REGION", group = "target")]
@@ -176,6 +178,7 @@ pub(crate) struct TargetArgs {
 
 /// How a run that writes goes.
 #[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Run")]
 pub(crate) struct RunArgs {
     /// Read and compare, print what would change, write nothing
     #[arg(long)]
