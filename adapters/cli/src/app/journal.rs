@@ -17,9 +17,11 @@
 //!  "version_before":4,"version_after":5}
 //! ```
 //!
-//! Each line goes to the file in one write and is synced before the row is counted anywhere
-//! else, so a `kill -9` loses at most rows that were never confirmed; a torn last line (a crash
-//! mid-write) is tolerated when reading and cut off before a resumed run appends. A resumed run
+//! Each line goes to the file in one write before the row is counted anywhere else, so a
+//! `kill -9` loses at most rows that were never confirmed; a line recording a write to Genesys
+//! (its before-values are what `revert` needs) is also synced to the disk, so not even a power
+//! cut loses it. A torn last line (a crash mid-write) is tolerated when reading and cut off
+//! before a resumed run appends. A resumed run
 //! appends a `resumed` line, then its rows; the last line for a row is the one that counts.
 
 use std::collections::BTreeMap;
@@ -194,9 +196,14 @@ impl Journal {
         &self.path
     }
 
-    /// Records a finished row, durably, before anything else counts it.
+    /// Records a finished row before anything else counts it; a row the server changed is
+    /// synced to the disk as well.
     pub(crate) fn append_row(&mut self, record: &RowRecord) -> io::Result<()> {
-        self.append(&Entry::Row(record))
+        self.append(&Entry::Row(record))?;
+        if matches!(record.outcome, RowOutcome::Updated { .. }) {
+            self.file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// The message for a failed write.
@@ -211,8 +218,7 @@ impl Journal {
         let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
         line.push(b'\n');
         // One write per line, so a crash tears at most the last one.
-        self.file.write_all(&line)?;
-        self.file.sync_data()
+        self.file.write_all(&line)
     }
 }
 

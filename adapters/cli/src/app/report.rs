@@ -10,10 +10,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::journal::InputInfo;
+use super::run::left_by_stop;
 use super::{Failure, Ui};
 
 /// At most this many rows of each kind are listed on the terminal; the report has them all.
-const LISTED: usize = 50;
+const LISTED: usize = 30;
 
 /// Rows by how they ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -301,16 +302,29 @@ fn lists(text: &mut String, summary: &Summary<'_>) {
         "changed by someone else since (left alone)",
         &of(|o| matches!(o, RowOutcome::ChangedSince { .. })),
     );
+    let gave_up = of(|o| match o {
+        RowOutcome::GaveUp { reason, .. } => !left_by_stop(reason),
+        RowOutcome::ConflictGaveUp { .. } => true,
+        _ => false,
+    });
     section(
         text,
         "gave up (run again with --resume to retry them)",
-        &of(|o| {
-            matches!(
-                o,
-                RowOutcome::GaveUp { .. } | RowOutcome::ConflictGaveUp { .. }
-            )
-        }),
+        &gave_up,
     );
+
+    let left = summary
+        .reports
+        .iter()
+        .filter(|r| matches!(&r.outcome, RowOutcome::GaveUp { reason, .. } if left_by_stop(reason)))
+        .count();
+    if left > 0 {
+        let _ = writeln!(
+            text,
+            "\nstopped: {left} rows were not finished; run the same command again with --resume \
+             to carry on where this run stopped"
+        );
+    }
 }
 
 fn section(text: &mut String, title: &str, lines: &[String]) {

@@ -23,6 +23,12 @@ use super::report::{self, Requests, Summary};
 use super::target::{Connection, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
 use super::{Exit, Failure, Ui};
 
+/// Whether a row gave up only because the run was asked to stop: the core cancels what is
+/// queued ("stopped"), and the driver refuses what the machine still asks to send.
+pub(crate) fn left_by_stop(reason: &str) -> bool {
+    reason == "stopped" || reason.ends_with("run stopped")
+}
+
 /// Everything one run needs.
 #[derive(Debug)]
 pub(crate) struct Job {
@@ -405,11 +411,15 @@ fn log_outcome(file: &str, report: &RowReport) {
             correlation_id = correlation_id.as_deref().unwrap_or(""),
             "row failed"
         ),
+        // Stopped on request: the summary says so once, and --resume picks them up.
+        RowOutcome::GaveUp { reason, .. } if left_by_stop(reason) => {
+            tracing::debug!(file, line, user = %key, "row left for --resume");
+        }
         RowOutcome::GaveUp {
             user_id,
             reason,
             retry_after_s,
-        } => tracing::warn!(
+        } => tracing::info!(
             file,
             line,
             user = %key,
