@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gcbulk_async_std::{Driver, DriverOptions, HttpOptions, StopSignal};
+use gcbulk_async_std::{Driver, DriverOptions, HttpOptions, StopSignal, Transport};
 use gcbulk_core::sched::{Config, Done, LastFailure, Outcome, Scheduler, TransportError};
-use http::Request;
+use http::{Request, Response};
 use support::{Script, Scripted};
 
 fn get(url: &str) -> Request<Bytes> {
@@ -231,6 +231,56 @@ fn a_stop_ends_a_long_retry_after_wait_at_once() {
     assert!(stats.elapsed < Duration::from_secs(5), "{stats:?}");
     assert_eq!(done.len(), 1);
     assert!(matches!(done[0].outcome, Outcome::GaveUp { .. }));
+}
+
+/// An application's own client: here one that answers from memory, written as an `async fn`.
+struct Canned;
+
+impl Transport for Canned {
+    async fn send(
+        &self,
+        request: Request<Bytes>,
+        _timeout: Duration,
+    ) -> Result<Response<Bytes>, TransportError> {
+        async_io::Timer::after(Duration::from_millis(5)).await;
+        let body = Bytes::from(request.uri().path().to_owned());
+        Ok(Response::builder()
+            .status(200)
+            .body(body)
+            .expect("a valid response"))
+    }
+}
+
+#[test]
+fn an_application_can_plug_in_its_own_transport() {
+    let driver = Driver::with_transport(Canned, DriverOptions::default());
+    let mut machine = scheduler(Duration::from_secs(1));
+    for index in 0..10 {
+        let url = format!("https://api.example.com/{index}");
+        machine.push(driver.now(), index, get(&url));
+    }
+
+    let mut done = Vec::new();
+    let stats = async_std::task::block_on(driver.run(&mut machine, |_, item| done.push(item)))
+        .expect("the run ends");
+    done.sort_by_key(|item| item.key);
+    for (index, item) in done.iter().enumerate() {
+        let Outcome::Response(response) = &item.outcome else {
+            panic!("no answer: {:?}", item.outcome);
+        };
+        assert_eq!(response.body().as_ref(), format!("/{index}").as_bytes());
+    }
+    assert_eq!(stats.peak_in_flight, 10, "{stats:?}");
+
+    // Plain HTTP to a remote host never reaches any transport.
+    let mut machine = scheduler(Duration::from_secs(1));
+    machine.push(driver.now(), 0, get("http://api.example.com/"));
+    let mut done = Vec::new();
+    smol::block_on(driver.run(&mut machine, |_, item| done.push(item))).expect("the run ends");
+    assert!(matches!(
+        transport_failure(&done[0]),
+        TransportError::Refused(_)
+    ));
 }
 
 /// True until the scripted server has answered its first request.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use gcbulk::input::{ReadOptions, read_changes};
 use gcbulk_async_std::{Driver, DriverOptions, RunStats};
+use gcbulk_core::Timestamp;
 use gcbulk_core::change::ChangeRow;
 use gcbulk_core::genesys::{Credentials, RowReport, Secret, UserUpdate, WorkflowConfig};
 use gcbulk_sim::emulator::{Emulator, EmulatorConfig};
@@ -26,8 +27,11 @@ use gcbulk_sim::model::{FaultPreset, Latency, ServerConfig, User};
 pub const ORG_SIZE: usize = 40;
 
 /// Virtual seconds per wall-clock second: the storm preset's first storm (30 s to 90 s of virtual
-/// time) then starts 0.15 s into a run and lasts 0.3 s, while a run takes about a second.
+/// time) then starts 0.15 s after the emulator and lasts 0.3 s.
 pub const TIME_SCALE: f64 = 200.0;
+
+/// The manager that some rows give by e-mail: `u39`.
+const MANAGER: &str = "user39@example.com";
 
 /// The organisation: `u00` to `u39`, all agents in Support.
 pub fn org() -> Vec<User> {
@@ -48,10 +52,12 @@ pub fn org() -> Vec<User> {
 /// The emulator over [`org`], with `preset` applied and time compressed by [`TIME_SCALE`].
 ///
 /// Its budget is 3000 requests a (virtual) minute, which the workflow reads from the headers as
-/// 50 a second, so a run of the change file takes about a second unless throttled. What the
-/// headers say is read as wall-clock time (a `Retry-After` of 3 s is waited out for 3 s), but
-/// latency is compressed like the rest: 4 to 12 virtual seconds are 20 to 60 ms, so several
-/// requests are in flight at once.
+/// 50 a second. What the headers say is read as wall-clock time (a `Retry-After` of 3 s is
+/// waited out for 3 s), but latency is compressed like the rest: 4 to 12 virtual seconds are 20
+/// to 60 ms, so several requests are in flight at once.
+///
+/// With the storm preset it returns once the first storm has begun, so that a run started then
+/// meets it however slowly a loaded machine lets it go.
 pub fn emulator(preset: FaultPreset, seed: u64) -> Emulator {
     let mut server = ServerConfig {
         latency: Latency::Uniform {
@@ -69,7 +75,14 @@ pub fn emulator(preset: FaultPreset, seed: u64) -> Emulator {
         time_scale: TIME_SCALE,
         ..EmulatorConfig::default()
     };
-    Emulator::start(config).expect("the emulator starts")
+    let emulator = Emulator::start(config).expect("the emulator starts");
+
+    if preset == FaultPreset::Storm {
+        let storm = Timestamp::from_secs(31);
+        let left = storm.saturating_since(emulator.now()).div_f64(TIME_SCALE);
+        async_io::block_on(async_io::Timer::after(left));
+    }
+    emulator
 }
 
 /// A change file with every kind of row the workflow reports, as JSON lines.
@@ -84,7 +97,7 @@ pub fn changes_jsonl() -> String {
             0 => format!(r#"{{"id": "u{i:02}", "title": "Team Lead"}}"#),
             1 => format!(r#"{{"email": "user{i:02}@example.com", "department": "Sales"}}"#),
             _ => format!(
-                r#"{{"id": "u{i:02}", "title": "Senior Agent", "manager_email": "user39@example.com"}}"#
+                r#"{{"id": "u{i:02}", "title": "Senior Agent", "manager_email": "{MANAGER}"}}"#
             ),
         };
         lines.push(line);
