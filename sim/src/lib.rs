@@ -13,6 +13,8 @@
 //! model picks one and makes it configurable.
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod drive;
 pub mod emulator;
 pub mod model;
+pub mod scenario;
