@@ -7,6 +7,12 @@
 //!   and draws its dice from a seed, so a run is the same every time.
 //! - [`emulator`]: the same model behind a real HTTP/1.1 server on 127.0.0.1, in wall-clock time
 //!   (optionally compressed), for the demo and the adapters' integration tests.
+//! - [`drive`]: the harness that runs client machines against the model in virtual time.
+//! - [`scenario`]: named presets (and scenario files): a server, an organisation, the change rows
+//!   and the clients that share them; a recorded trace can be replayed over the model.
+//! - [`baseline`]: the retry strategies people use today, rebuilt from their published
+//!   descriptions, running gcbulk's own workflow so that only retry and pacing differ.
+//! - [`compare`]: every strategy on one scenario, side by side (`gcbulk sim compare`).
 //!
 //! It is not Genesys Cloud: only the behaviour above is modelled, and where the real API's
 //! behaviour is unconfirmed (the status of a bad client secret, the text of some errors), the
@@ -14,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod compare;
 pub mod drive;
 pub mod emulator;
 pub mod model;

@@ -1,0 +1,119 @@
+//! Runs the comparison of one scenario (or all of them) and prints it, with the wall-clock time
+//! each took: `cargo run --release -p gcbulk-sim --example compare -- --scenario steady`.
+//!
+//! Options: `--scenario NAME|FILE|all` (default `all`), `--seed N` (default 1),
+//! `--format table|json` (default `table`), `--list`.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line example writes its result"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the example reports how long each simulation took on this machine"
+)]
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use gcbulk_sim::baseline::Strategy;
+use gcbulk_sim::compare::{Format, compare_cli, list_cli, run_one};
+use gcbulk_sim::scenario;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut name = "all".to_owned();
+    let mut seed = 1;
+    let mut format = Format::Table;
+    let mut only: Option<String> = None;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "--list" => {
+                print!("{}", list_cli());
+                return ExitCode::SUCCESS;
+            }
+            "--scenario" | "--seed" | "--format" | "--strategy" => args.next(),
+            other => {
+                eprintln!("unknown argument {other:?}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let Some(value) = value else {
+            eprintln!("{arg} needs a value");
+            return ExitCode::FAILURE;
+        };
+        match arg.as_str() {
+            "--scenario" => name = value,
+            "--strategy" => only = Some(value),
+            "--seed" => match value.parse() {
+                Ok(n) => seed = n,
+                Err(_) => {
+                    eprintln!("--seed takes a number");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => match value.parse() {
+                Ok(f) => format = f,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        }
+    }
+
+    let names: Vec<String> = if name == "all" {
+        scenario::names()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    } else {
+        vec![name]
+    };
+    if let Some(only) = only {
+        // One strategy at a time, timed: for finding what is slow.
+        for name in names {
+            let Some(scenario) = scenario::by_name(&name) else {
+                eprintln!("no scenario {name:?}");
+                return ExitCode::FAILURE;
+            };
+            for strategy in Strategy::ALL {
+                if only != "all" && strategy.name() != only {
+                    continue;
+                }
+                let started = Instant::now();
+                match run_one(&scenario, strategy, seed) {
+                    Ok(row) => println!(
+                        "{name} {:<24} {:>8.0}s req {:>6} 429 {:>6} failed {:>5} passes {} p99 {:.1} fair {:.3} ({:.2} s wall)",
+                        row.name,
+                        row.makespan_s,
+                        row.requests,
+                        row.throttled,
+                        row.failed_items,
+                        row.passes,
+                        row.p99_item_s,
+                        row.fairness,
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Err(error) => println!("{name} {strategy}: {error}"),
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    for name in names {
+        let started = Instant::now();
+        match compare_cli(&name, seed, format) {
+            Ok(text) => print!("{text}"),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        eprintln!(
+            "({name}: {:.1} s wall-clock)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    ExitCode::SUCCESS
+}
