@@ -62,7 +62,8 @@
 //!   above [`Config::give_up_after`] ends every item that would have to wait it out as
 //!   [`GiveUpReason::RateLimitedTooLong`], so a run stops cleanly and can be resumed later.
 //! - **Transient failures** back off per item ([`Backoff`]), within [`Config::max_attempts`],
-//!   the item's deadline and the retry budget ([`BudgetConfig`]).
+//!   the item's deadline and the retry budget ([`BudgetConfig`]); when its wait is over, the item
+//!   goes to the head of its lane's queue rather than behind everything queued meanwhile.
 //! - **Pacing** ([`PacingConfig`]) spaces sends to a rate learned from the server; see the
 //!   `pacer` module docs for the algorithm.
 
@@ -549,6 +550,11 @@ impl<K> Scheduler<K> {
         self.stats.responses += 1;
 
         let seen = rate_observation(response.headers());
+        // Everything not in flight still has to be sent (this item too, unless it is done).
+        self.global.set_backlog(self.live - self.in_flight);
+        let lane = self.lane_mut(self.item(slot).lane);
+        let queued = lane.queue.len();
+        lane.limiter.set_backlog(queued);
         if !seen.is_empty() {
             self.global.observe(now, &seen, self.in_flight);
         }
@@ -766,8 +772,10 @@ impl<K> Scheduler<K> {
         };
         // A budget with room left means this endpoint has a lower limit of its own.
         let lane = self.item(slot).lane;
+        // With nothing announced, a refused sprint has reached the end of the client's budget.
         let blame_lane = lane != Lane::DEFAULT
-            && (seen.is_empty() || seen.remaining.is_some_and(|left| left > 0));
+            && (seen.remaining.is_some_and(|left| left > 0)
+                || (seen.is_empty() && !self.global.is_sprinting()));
         if blame_lane {
             self.lanes[usize::from(lane.0)]
                 .limiter
@@ -878,7 +886,8 @@ impl<K> Scheduler<K> {
             }
             item.state = State::Queued;
             let lane = item.lane;
-            self.lane_mut(lane).queue.push_back(slot);
+            // It has waited its backoff already; the queue behind it may be thousands long.
+            self.lane_mut(lane).queue.push_front(slot);
         }
     }
 

@@ -2,25 +2,49 @@
 //!
 //! Each [`Limiter`] is a GCRA (virtual scheduling) rate limiter with a pause. What sets its rate:
 //!
-//! 1. **Announced budgets.** When a response says how many requests remain in the current window
-//!    and when it resets (`inin-ratelimit-*`, `RateLimit`, `X-RateLimit-*`), the rate becomes
-//!    `(remaining − our requests in flight) / time to reset`. One client alone then spreads the
-//!    window's budget evenly over it; several clients sharing one budget each slow down as the
-//!    shared remainder shrinks, so together they use it all without overshooting. When nothing
-//!    remains, the limiter pauses until the reset.
-//! 2. **429s with nothing announced.** The rate is cut to 70% of the rate that was refused, which
-//!    is remembered as the ceiling; it then climbs back towards that ceiling quickly (time
-//!    constant 4 s) and beyond it only slowly (0.2% a second), so refusals stay rare instead of
-//!    recurring every cycle as with plain additive increase.
-//! 3. **Retry-After.** A 429 pauses the limiter until the time asked plus a small jitter (up to
+//! 1. **Announced windows.** When responses say how many requests remain in the current window
+//!    and when it resets (`inin-ratelimit-*`, `RateLimit`, `X-RateLimit-*`), the limiter keeps the
+//!    window's end as tightly as the responses bound it: each says `reset` in whole seconds
+//!    rounded up, so the earliest `now + reset` seen in a window is the closest bound that is
+//!    never early. The rate becomes `(remaining − our requests in flight) / time to that end`. One
+//!    client alone spreads the window's budget evenly over it and spends its last request just
+//!    before the end; several clients sharing one budget each slow down as the shared remainder
+//!    shrinks, so together they use it all without overshooting. When nothing remains, the
+//!    limiter pauses until the end: half a second past it when a single response announced it
+//!    (absorbing the header's rounding), 5 ms past it once several responses have bounded it.
+//! 2. **Announced remainders without a reset** (a `RateLimit-Remaining` of a GCRA or token-bucket
+//!    server): the rate becomes `(remaining − in flight) / 10 s`. The remainder then settles where
+//!    the server's refill matches our rate, a few requests above zero, with no 429 and without
+//!    knowing the refill rate; clients sharing the budget settle at equal shares.
+//! 3. **The last of the work.** When the scheduler's backlog (items queued or backing off) fits
+//!    in what the server announced as available, the limiter stops spacing sends (a "sprint"):
+//!    the budget is there, and spreading the tail of a job over the rest of a window only makes
+//!    it finish later. With nothing announced, it sprints once its rate has gone a whole
+//!    `default_window` without a refusal and the backlog is at most a window's worth at that
+//!    rate; a refused sprint has found the end of the budget, not a rate, so it pauses (probing
+//!    every one to two seconds when there is no `Retry-After`) and goes on unspaced.
+//! 4. **429s with a `Retry-After` and nothing announced** (an endpoint with a limit of its own,
+//!    or a storm): the limiter pauses as asked and does not guess a rate. When two such 429s end
+//!    their waits a whole number of windows apart (`default_window`), the limit is a fixed window,
+//!    and the requests accepted since the refusing window began are its size: the rate becomes
+//!    that count per window, a fraction under, so sends spread over the window instead of
+//!    bursting into a 429 at its end. A rate learned this way is the limit and is not probed
+//!    beyond; should the limit fall, the next pair of refusals teaches it again. Random refusals
+//!    (a storm) do not end their waits a window apart, so they teach nothing.
+//! 5. **429s with nothing announced and no `Retry-After`.** The rate is cut to 70% of the rate that
+//!    was refused, which is remembered as the ceiling; it then climbs back to within 1% of that
+//!    ceiling quickly (time constant 4 s) and beyond it only slowly (0.2% a second), so refusals
+//!    stay rare instead of recurring every cycle as with plain additive increase. Meanwhile it
+//!    pauses for an equal-jitter backoff that grows while refusals continue.
+//! 6. **Retry-After.** A 429 pauses the limiter until the time asked plus a small jitter (up to
 //!    10% of the wait, at most one second), so clients sharing a budget do not return in step.
-//!    A 429 without `Retry-After` pauses for an equal-jitter backoff that grows while refusals
-//!    continue.
 //!
 //! The scheduler keeps one limiter for the whole client and one per lane (an endpoint with limits
 //! of its own). A 429 that arrives while the announced budget still has room is blamed on the
-//! lane; otherwise on the whole client.
+//! lane, and so is one with nothing announced, unless the client is sprinting; otherwise it is
+//! blamed on the whole client.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::headers::RateObservation;
@@ -105,8 +129,23 @@ const PAUSE_JITTER_CAP: Duration = Duration::from_secs(1);
 /// Bounds of the growing pause after 429s without `Retry-After`.
 const THROTTLE_BASE: Duration = Duration::from_secs(1);
 const THROTTLE_CAP: Duration = Duration::from_secs(30);
+const SPRINT_THROTTLE_CAP: Duration = Duration::from_secs(2);
 /// The span over which the actual send rate is measured.
 const MEASURE_SPAN: Duration = Duration::from_secs(5);
+/// Past a window's end, once one response announced it (the header is rounded to seconds).
+const WINDOW_MARGIN: Duration = Duration::from_millis(500);
+/// Past a window's end, once several responses bounded it.
+const TIGHT_WINDOW_MARGIN: Duration = Duration::from_millis(5);
+/// An announced end this much later than the one known belongs to the next window.
+const NEXT_WINDOW: Duration = Duration::from_secs(2);
+/// The shortest time over which an announced budget is spread.
+const MIN_HORIZON: Duration = Duration::from_millis(50);
+/// An announced remainder without a reset is spent over this long.
+const REMAINDER_HORIZON: Duration = Duration::from_secs(10);
+/// A rate learned from a fixed window's refusals is this share of the window's size.
+const LEARNED_SHARE: f64 = 0.998;
+/// Within this share of the ceiling, the climb back is over and probing begins.
+const NEAR_CEILING: f64 = 0.99;
 
 /// A rate limiter with a pause, learning its rate from what the server says.
 #[derive(Clone, Debug)]
@@ -130,6 +169,22 @@ pub(crate) struct Limiter {
     measure_start: Timestamp,
     measured_sends: u32,
     previous_rate_seen: f64,
+    /// The announced window's end, as tightly as the responses bound it.
+    window_end: Option<Timestamp>,
+    /// How many responses bounded it.
+    window_bounds: u32,
+    /// Items waiting to be sent (queued or backing off), when the scheduler says.
+    backlog: Option<usize>,
+    /// When requests were accepted, over the last `default_window`.
+    accepted: VecDeque<Timestamp>,
+    /// When the wait of the last unannounced 429 with `Retry-After` ended.
+    refused_window_end: Option<Timestamp>,
+    /// The ceiling was learned from a fixed window's size, not from a refused rate.
+    learned: bool,
+    /// Sending unspaced: the backlog fits in what the server allows.
+    sprinting: bool,
+    /// Since when sends have gone without a refusal.
+    quiet_since: Option<Timestamp>,
 }
 
 impl Limiter {
@@ -155,6 +210,14 @@ impl Limiter {
             measure_start: Timestamp::ZERO,
             measured_sends: 0,
             previous_rate_seen: 0.0,
+            window_end: None,
+            window_bounds: 0,
+            backlog: None,
+            accepted: VecDeque::new(),
+            refused_window_end: None,
+            learned: false,
+            sprinting: false,
+            quiet_since: None,
         }
     }
 
@@ -188,12 +251,18 @@ impl Limiter {
         }
     }
 
+    /// Whether it sends unspaced because the backlog fits in what the server allows.
+    pub(crate) fn is_sprinting(&self) -> bool {
+        self.sprinting
+    }
+
     /// How much longer the current pause lasts.
     pub(crate) fn pause_left(&self, now: Timestamp) -> Duration {
         self.paused_until.saturating_since(now)
     }
 
     pub(crate) fn on_send(&mut self, now: Timestamp) {
+        self.quiet_since.get_or_insert(now);
         if let Some(rate) = self.rate {
             self.next_send = self.next_send.max(now) + interval(rate);
         }
@@ -206,30 +275,82 @@ impl Limiter {
         self.measured_sends += 1;
     }
 
+    /// Tells the limiter how many items wait to be sent, so it can stop spacing the last of them.
+    pub(crate) fn set_backlog(&mut self, backlog: usize) {
+        self.backlog = Some(backlog);
+    }
+
     /// Learns from the rate-limit headers of a response; `in_flight` is how many of our requests
     /// the server may not have counted yet.
     pub(crate) fn observe(&mut self, now: Timestamp, seen: &RateObservation, in_flight: usize) {
         if !self.adaptive {
             return;
         }
-        let (Some(remaining), Some(reset)) = (seen.remaining, seen.reset) else {
-            if let Some(limit) = seen.limit {
-                let window = seen.window.unwrap_or(self.default_window);
+        let available = seen
+            .remaining
+            .map(|remaining| remaining.saturating_sub(in_flight as u64));
+        match (available, seen.reset) {
+            (Some(available), Some(reset)) => self.observe_window(now, available, reset),
+            (Some(available), None) => {
                 self.announced = true;
-                self.set_rate(limit as f64 / window.as_secs_f64().max(1.0));
+                if self.backlog_fits(available) {
+                    self.sprint();
+                } else {
+                    let horizon = REMAINDER_HORIZON.as_secs_f64();
+                    self.set_rate(available.max(1) as f64 / horizon);
+                }
             }
-            return;
-        };
+            (None, _) => {
+                if let Some(limit) = seen.limit {
+                    let window = seen.window.unwrap_or(self.default_window);
+                    self.announced = true;
+                    self.set_rate(limit as f64 / window.as_secs_f64().max(1.0));
+                }
+            }
+        }
+    }
+
+    fn observe_window(&mut self, now: Timestamp, available: u64, reset: Duration) {
         self.announced = true;
-        let available = remaining.saturating_sub(in_flight as u64);
+        let end = now + reset;
+        let end = match self.window_end {
+            Some(known) if end <= known + NEXT_WINDOW => {
+                self.window_bounds += 1;
+                known.min(end)
+            }
+            _ => {
+                self.window_bounds = 1;
+                end
+            }
+        };
+        self.window_end = Some(end);
+
         if available == 0 {
-            // Half a second past the announced reset absorbs the header's whole-second rounding.
-            let until = now + reset + Duration::from_millis(500);
-            self.pause(until, WaitReason::RateWindow);
+            let margin = if self.window_bounds > 1 {
+                TIGHT_WINDOW_MARGIN
+            } else {
+                WINDOW_MARGIN
+            };
+            self.pause(end + margin, WaitReason::RateWindow);
             return;
         }
-        let horizon = reset.max(Duration::from_secs(1)).as_secs_f64();
+        if self.backlog_fits(available) {
+            self.sprint();
+            return;
+        }
+        let horizon = end.saturating_since(now).max(MIN_HORIZON).as_secs_f64();
         self.set_rate(available as f64 / horizon);
+    }
+
+    fn backlog_fits(&self, available: u64) -> bool {
+        self.backlog
+            .is_some_and(|backlog| backlog as u64 <= available)
+    }
+
+    /// No spacing (or only the configured cap): what is left fits in the budget.
+    fn sprint(&mut self) {
+        self.rate = self.max_rate;
+        self.sprinting = true;
     }
 
     /// A 429: pause for `Retry-After` (or a growing backoff), and slow down if nothing announced
@@ -241,6 +362,7 @@ impl Limiter {
         rng: &mut Rng,
     ) {
         self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
+        self.quiet_since = Some(now);
         match retry_after {
             Some(wait) => {
                 let spread = wait.mul_f64(PAUSE_JITTER_SHARE).min(PAUSE_JITTER_CAP);
@@ -249,12 +371,23 @@ impl Limiter {
             }
             None => {
                 let shift = (self.refusals_in_a_row - 1).min(16);
-                let ceiling = THROTTLE_BASE.saturating_mul(1 << shift).min(THROTTLE_CAP);
+                // A refused sprint probes more often: the budget comes back all at once.
+                let cap = if self.sprinting {
+                    SPRINT_THROTTLE_CAP
+                } else {
+                    THROTTLE_CAP
+                };
+                let ceiling = THROTTLE_BASE.saturating_mul(1 << shift).min(cap);
                 let wait = ceiling / 2 + rng.duration_between(Duration::ZERO, ceiling / 2);
                 self.pause(now + wait, WaitReason::Throttled);
             }
         }
-        if !self.adaptive || self.announced {
+        // A sprint refused has found the end of the budget, not a rate: it resumes after the wait.
+        if !self.adaptive || self.announced || self.sprinting {
+            return;
+        }
+        if let Some(wait) = retry_after {
+            self.learn_window(now, wait);
             return;
         }
         let refused = self
@@ -264,9 +397,64 @@ impl Limiter {
         // Further refusals before a request is accepted again say nothing new about the rate.
         if self.refusals_in_a_row == 1 {
             self.ceiling = Some(refused);
+            self.learned = false;
             self.rate = Some((refused * DECREASE).max(self.min_rate));
             self.last_growth = now;
         }
+    }
+
+    /// An unannounced 429 whose wait ends a whole number of windows after the last one's is a
+    /// fixed window that is full: what it accepted is its size.
+    fn learn_window(&mut self, now: Timestamp, wait: Duration) {
+        let window = self.default_window;
+        if wait > window {
+            return;
+        }
+        let end = now + wait;
+        let Some(previous) = self.refused_window_end else {
+            self.refused_window_end = Some(end);
+            return;
+        };
+        let apart = end.saturating_since(previous).as_secs_f64();
+        if apart < NEXT_WINDOW.as_secs_f64() {
+            // Another refusal of the same window, by a request that was in flight.
+            return;
+        }
+        self.refused_window_end = Some(end);
+
+        let windows = (apart / window.as_secs_f64()).round();
+        let tolerance = 1.0 + 0.5 * windows;
+        if windows < 1.0 || (apart - windows * window.as_secs_f64()).abs() > tolerance {
+            return;
+        }
+        // After the last refusal we waited for its window to end, so the refusing window began
+        // with our first request after that: everything accepted since is in it. Several windows
+        // later, the start is known only to within the header's rounding, so the count can only
+        // fall short, and only raises what was learned.
+        let since = if windows == 1.0 {
+            previous
+        } else {
+            end - window
+        };
+        let size = self.accepted.iter().filter(|at| **at > since).count();
+        let mut rate = size as f64 / window.as_secs_f64() * LEARNED_SHARE;
+        if windows > 1.0
+            && self.learned
+            && let Some(ceiling) = self.ceiling
+        {
+            rate = rate.max(ceiling);
+        }
+        if rate <= 0.0 {
+            return;
+        }
+        self.ceiling = Some(rate);
+        self.learned = true;
+        self.last_growth = now;
+        self.rate = Some(
+            self.rate
+                .map_or(rate, |current| current.min(rate))
+                .max(self.min_rate),
+        );
     }
 
     /// A response that was not a 429: the pace was acceptable; climb carefully.
@@ -275,13 +463,37 @@ impl Limiter {
         if !self.adaptive || self.announced {
             return;
         }
+        self.accepted.push_back(now);
+        while let Some(&first) = self.accepted.front() {
+            if now.saturating_since(first) <= self.default_window + NEXT_WINDOW {
+                break;
+            }
+            self.accepted.pop_front();
+        }
+        if let Some(rate) = self.rate
+            && self
+                .quiet_since
+                .is_some_and(|since| now.saturating_since(since) >= self.default_window)
+            && self
+                .backlog
+                .is_some_and(|backlog| backlog as f64 <= rate * self.default_window.as_secs_f64())
+        {
+            // A window's worth of work is left at a rate that has gone a whole window without a
+            // refusal: send it as fast as the server takes it, pausing only when it refuses.
+            self.sprint();
+            return;
+        }
         let (Some(rate), Some(ceiling)) = (self.rate, self.ceiling) else {
             return;
         };
         let dt = now.saturating_since(self.last_growth).as_secs_f64();
         self.last_growth = now;
-        let grown = if rate < ceiling {
+        // The climb back is asymptotic: close enough to the ceiling, probing takes over. A rate
+        // learned from a fixed window's size is not probed: it is the limit.
+        let grown = if rate < ceiling * NEAR_CEILING {
             ceiling - (ceiling - rate) * (-dt / APPROACH.as_secs_f64()).exp()
+        } else if self.learned {
+            return;
         } else {
             rate * (1.0 + PROBE_PER_SECOND * dt)
         };
@@ -289,6 +501,7 @@ impl Limiter {
     }
 
     fn set_rate(&mut self, rate: f64) {
+        self.sprinting = false;
         let capped = self.max_rate.map_or(rate, |max| rate.min(max));
         let rate = capped.max(self.min_rate);
         if let Some(old) = self.rate {
@@ -436,5 +649,123 @@ mod tests {
         }
         assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
         assert!(pauses[4] >= Duration::from_secs(8));
+    }
+
+    fn window(remaining: u64, reset_secs: u64) -> RateObservation {
+        RateObservation {
+            limit: Some(300),
+            remaining: Some(remaining),
+            reset: Some(Duration::from_secs(reset_secs)),
+            window: None,
+        }
+    }
+
+    #[test]
+    fn the_window_end_tightens_to_the_earliest_bound() {
+        let mut limiter = Limiter::new(&config(None));
+        limiter.set_backlog(10_000);
+        // The true end is 60.2 s: at 10.3 s "50" is rounded up from 49.9, at 10.9 s from 49.3.
+        limiter.observe(Timestamp::from_millis(10_300), &window(200, 50), 0);
+        limiter.observe(Timestamp::from_millis(10_900), &window(199, 50), 0);
+        assert_eq!(limiter.window_end, Some(Timestamp::from_millis(60_300)));
+
+        // Spent: wait until just past the tightest bound, not half a second past the last one.
+        limiter.observe(Timestamp::from_secs(59), &window(0, 2), 0);
+        assert_eq!(
+            limiter.ready_at(),
+            (Timestamp::from_millis(60_305), WaitReason::RateWindow)
+        );
+
+        // The next window's first answer starts a new bound.
+        limiter.observe(Timestamp::from_millis(60_500), &window(299, 60), 0);
+        assert_eq!(limiter.window_end, Some(Timestamp::from_millis(120_500)));
+    }
+
+    #[test]
+    fn the_last_of_the_work_goes_unspaced_when_the_budget_covers_it() {
+        let mut limiter = Limiter::new(&config(Some(5.0)));
+        limiter.set_backlog(40);
+        limiter.observe(Timestamp::from_secs(1), &window(100, 30), 0);
+        assert_eq!(limiter.rate(), None);
+        assert!(limiter.is_sprinting());
+
+        // More work than the budget: paced again, over what is left of the window (to 31 s).
+        limiter.set_backlog(400);
+        limiter.observe(Timestamp::from_secs(2), &window(90, 30), 0);
+        assert_eq!(limiter.rate(), Some(90.0 / 29.0));
+        assert!(!limiter.is_sprinting());
+    }
+
+    #[test]
+    fn a_remainder_without_a_reset_is_spent_over_ten_seconds() {
+        let mut limiter = Limiter::new(&config(None));
+        limiter.set_backlog(1000);
+        let seen = RateObservation {
+            remaining: Some(52),
+            ..RateObservation::default()
+        };
+        limiter.observe(Timestamp::ZERO, &seen, 2);
+        assert_eq!(limiter.rate(), Some(5.0));
+    }
+
+    /// Accepts `count` requests evenly from `from` over `span`.
+    fn accept(limiter: &mut Limiter, from: Timestamp, span: Duration, count: u32) {
+        for i in 0..count {
+            let at = from + span.mul_f64(f64::from(i) / f64::from(count));
+            limiter.on_send(at);
+            limiter.on_accepted(at);
+        }
+    }
+
+    #[test]
+    fn refusals_a_window_apart_teach_the_window_size() {
+        let mut limiter = Limiter::unlimited(&config(None));
+        let mut rng = Rng::from_seed(2);
+        accept(&mut limiter, Timestamp::ZERO, Duration::from_secs(20), 100);
+        // Full after 20 s: the window ends 40 s later.
+        limiter.on_throttle(
+            Timestamp::from_secs(20),
+            Some(Duration::from_secs(40)),
+            &mut rng,
+        );
+        assert_eq!(limiter.rate(), None, "one refusal teaches nothing yet");
+
+        accept(
+            &mut limiter,
+            Timestamp::from_secs(61),
+            Duration::from_secs(20),
+            100,
+        );
+        limiter.on_throttle(
+            Timestamp::from_secs(81),
+            Some(Duration::from_secs(40)),
+            &mut rng,
+        );
+        let learned = limiter.rate().unwrap();
+        assert!(
+            (learned - 100.0 / 60.0 * LEARNED_SHARE).abs() < 1e-9,
+            "{learned}"
+        );
+
+        // It is the limit: no probing beyond it.
+        limiter.on_accepted(Timestamp::from_secs(300));
+        assert_eq!(limiter.rate(), Some(learned));
+    }
+
+    #[test]
+    fn random_refusals_teach_nothing() {
+        let mut limiter = Limiter::unlimited(&config(None));
+        let mut rng = Rng::from_seed(3);
+        let mut now = Timestamp::ZERO;
+        for wait in [3, 1, 5, 2, 4, 1, 3, 5, 2, 2, 4, 1, 3, 5] {
+            accept(&mut limiter, now, Duration::from_secs(1), 2);
+            limiter.on_throttle(
+                now + Duration::from_secs(1),
+                Some(Duration::from_secs(wait)),
+                &mut rng,
+            );
+            now = now + Duration::from_secs(wait + 2);
+        }
+        assert_eq!(limiter.rate(), None);
     }
 }
