@@ -492,6 +492,17 @@ fn kill_9_then_resume_applies_every_row_once() {
             + report["summary"]["unchanged"].as_u64().unwrap(),
         (truth.updated.len() + truth.unchanged.len()) as u64
     );
+
+    // And the whole of it reverts, the PATCHes whose answers the kill lost included: the journal
+    // announced each before sending it.
+    let reverted = run(gcbulk(dir.path()).args(["revert", "head.csv.journal.jsonl"]));
+    reverted.expect_code(0);
+    let after = by_id(emulator.users());
+    for old in &users {
+        let mut now = after[&old.id].clone();
+        now.version = old.version;
+        assert_eq!(&now, old, "user {} is restored", old.id);
+    }
 }
 
 #[test]

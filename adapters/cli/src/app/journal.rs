@@ -9,7 +9,9 @@
 //! ```
 //!
 //! then one line per row as its outcome arrives, with the outcome's fields (before and after
-//! values, versions, the server's error) beside the row's line and key:
+//! values, versions, the server's error) beside the row's line and key (and, before each PATCH
+//! goes out, a `patch` line with the user, the version and the changes it makes, for `revert`
+//! to use should the answer never arrive):
 //!
 //! ```text
 //! {"type":"row","line":12,"key":{"email":"jane@example.com"},"outcome":"updated",
@@ -30,7 +32,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use gcbulk_core::change::UserKey;
-use gcbulk_core::genesys::RowOutcome;
+use gcbulk_core::genesys::{FieldChange, RowOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -93,12 +95,25 @@ pub(crate) struct RowRecord {
     pub(crate) outcome: RowOutcome,
 }
 
+/// A PATCH about to be sent: what it changes, from which version. If the crash comes before its
+/// answer, this is what `revert` puts back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PatchIntent {
+    /// The user.
+    pub(crate) user_id: String,
+    /// The version the PATCH carries; applied, it makes the next one.
+    pub(crate) version: u64,
+    /// Each field's value before and as the PATCH sets it.
+    pub(crate) changes: Vec<FieldChange>,
+}
+
 /// A line as written.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Entry<'a> {
     Header(&'a Header),
     Row(&'a RowRecord),
+    Patch(&'a PatchIntent),
     Resumed { started_at: &'a str },
 }
 
@@ -118,6 +133,8 @@ pub(crate) struct Loaded {
     pub(crate) header: Header,
     /// Each input line's last record.
     pub(crate) rows: BTreeMap<u64, Recorded>,
+    /// Every PATCH announced, with its journal line.
+    pub(crate) patches: Vec<(u64, PatchIntent)>,
     /// Bytes up to the end of the last whole line.
     whole: u64,
     /// Whether the file ends without a line break after a whole record.
@@ -206,6 +223,11 @@ impl Journal {
         Ok(())
     }
 
+    /// Records a PATCH before it is sent.
+    pub(crate) fn append_patch(&mut self, intent: &PatchIntent) -> io::Result<()> {
+        self.append(&Entry::Patch(intent))
+    }
+
     /// The message for a failed write.
     pub(crate) fn write_failure(&self, error: &io::Error) -> Failure {
         Failure::run(format!(
@@ -230,6 +252,7 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, Failure> {
 
     let mut header = None;
     let mut rows = BTreeMap::new();
+    let mut patches = Vec::new();
     let mut offset = 0usize;
     let mut whole = 0u64;
     let mut unterminated = false;
@@ -272,6 +295,7 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, Failure> {
                 };
                 rows.insert(recorded.record.line, recorded);
             }
+            Parsed::Patch(intent) => patches.push((number, intent)),
             Parsed::Other => {}
         }
         whole = offset as u64;
@@ -284,6 +308,7 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, Failure> {
     Ok(Loaded {
         header,
         rows,
+        patches,
         whole,
         unterminated,
         torn,
@@ -293,6 +318,7 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, Failure> {
 enum Parsed {
     Header(Header),
     Row(RowRecord),
+    Patch(PatchIntent),
     Other,
 }
 
@@ -316,6 +342,9 @@ fn parse_line(text: &str, first: bool) -> Result<Parsed, String> {
         (true, _) => Err("the first line is not a journal header".to_owned()),
         (false, "row") => serde_json::from_value(value)
             .map(Parsed::Row)
+            .map_err(|e| e.to_string()),
+        (false, "patch") => serde_json::from_value(value)
+            .map(Parsed::Patch)
             .map_err(|e| e.to_string()),
         (false, "header") => Err("a second header".to_owned()),
         // Lines of kinds a later version adds are read past.
@@ -367,7 +396,7 @@ fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use gcbulk_core::genesys::{Field, FieldChange};
+    use gcbulk_core::genesys::Field;
 
     use super::*;
 

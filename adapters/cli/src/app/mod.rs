@@ -14,6 +14,7 @@ mod export;
 mod journal;
 pub(crate) mod logging;
 mod progress;
+mod record;
 mod report;
 mod revert;
 mod run;

@@ -72,31 +72,99 @@ pub(crate) fn revert(args: &RevertArgs, env: &Environment, ui: &Ui) -> Result<Ex
     run::run(job, ui)
 }
 
-/// One row per updated user, named by the journal line that records the update, and the version
+/// A write the journal shows, or announces: from one version of a user to a later one.
+#[derive(Debug)]
+struct Write<'a> {
+    from: u64,
+    to: u64,
+    changes: &'a [FieldChange],
+    journal_line: u64,
+    confirmed: bool,
+}
+
+/// One row per user the run wrote, named by the journal line of its last write, and the version
 /// each user must still be at.
+///
+/// A user's writes are the updates the journal confirms and the PATCHes it announced (whose
+/// answers a crash may have lost). Walking back from the latest, each write that ends at the
+/// version the next one started from belongs to the run; the values before the earliest of them
+/// are what the user goes back to, and the latest one's version is the one to expect. Users whose
+/// last outcome says the server refused the write are left out: nothing of theirs landed.
 fn revert_rows(file: &str, loaded: &Loaded) -> (Vec<ChangeRow>, HashMap<String, u64>) {
     let file: Arc<str> = Arc::from(file);
-    let mut rows = Vec::new();
-    let mut versions = HashMap::new();
+    let mut writes: HashMap<&str, Vec<Write<'_>>> = HashMap::new();
+    let mut refused: HashMap<&str, bool> = HashMap::new();
+    let mut last_line: HashMap<&str, u64> = HashMap::new();
     for recorded in loaded.rows.values() {
-        let RowOutcome::Updated {
+        let outcome = &recorded.record.outcome;
+        if let RowOutcome::Updated {
             user_id,
             changes,
+            version_before,
             version_after,
-            ..
-        } = &recorded.record.outcome
-        else {
+        } = outcome
+        {
+            writes.entry(user_id).or_default().push(Write {
+                from: *version_before,
+                to: *version_after,
+                changes,
+                journal_line: recorded.journal_line,
+                confirmed: true,
+            });
+        }
+        if let Some(user_id) = outcome.user_id() {
+            let line = last_line.entry(user_id).or_default();
+            if recorded.journal_line > *line {
+                *line = recorded.journal_line;
+                let no_write = matches!(
+                    outcome,
+                    RowOutcome::Failed { .. } | RowOutcome::ConflictGaveUp { .. }
+                );
+                refused.insert(user_id, no_write);
+            }
+        }
+    }
+    for (journal_line, patch) in &loaded.patches {
+        writes.entry(&patch.user_id).or_default().push(Write {
+            from: patch.version,
+            to: patch.version + 1,
+            changes: &patch.changes,
+            journal_line: *journal_line,
+            confirmed: false,
+        });
+    }
+
+    let mut rows = Vec::new();
+    let mut versions = HashMap::new();
+    for (user_id, mut writes) in writes {
+        let confirmed = writes.iter().any(|w| w.confirmed);
+        if !confirmed && refused.get(user_id).copied().unwrap_or(false) {
             continue;
-        };
+        }
+        // Latest first; a confirmed update before an announcement of the same end.
+        writes.sort_by_key(|w| std::cmp::Reverse((w.to, w.confirmed, w.journal_line)));
+        let latest = &writes[0];
+        let mut before: Vec<FieldChange> = latest.changes.to_vec();
+        let mut at = latest.from;
+        while let Some(earlier) = writes.iter().find(|w| w.to == at && w.from < at) {
+            for change in earlier.changes {
+                before.retain(|c| c.field != change.field);
+                before.push(change.clone());
+            }
+            at = earlier.from;
+        }
+        if before.is_empty() {
+            continue;
+        }
         rows.push(ChangeRow {
             source: Source {
                 file: file.clone(),
-                line: recorded.journal_line,
+                line: latest.journal_line,
             },
-            key: UserKey::Id(user_id.clone()),
-            desired: before_values(changes),
+            key: UserKey::Id(user_id.to_owned()),
+            desired: before_values(&before),
         });
-        versions.insert(user_id.clone(), *version_after);
+        versions.insert(user_id.to_owned(), latest.to);
     }
     rows.sort_by_key(|row| row.source.line);
     (rows, versions)
@@ -126,7 +194,116 @@ fn before_values(changes: &[FieldChange]) -> Desired {
 
 #[cfg(test)]
 mod tests {
+    use gcbulk_core::genesys::RowOutcome;
+
+    use super::super::journal::{
+        Header, InputInfo, Journal, JournalOptions, PatchIntent, RowRecord, VERSION,
+    };
     use super::*;
+
+    fn journal_with(lines: &[Line]) -> (tempfile::TempDir, Loaded) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let header = Header {
+            version: VERSION,
+            command: "update".into(),
+            input: InputInfo {
+                path: "s.csv".into(),
+                sha256: String::new(),
+                rows: 1,
+            },
+            target: "http://127.0.0.1:1".into(),
+            login: "http://127.0.0.1:1".into(),
+            options: JournalOptions {
+                clear_empty: false,
+                concurrency: 1,
+                max_rate: None,
+            },
+            started_at: String::new(),
+        };
+        let mut journal = Journal::create(&path, &header).unwrap();
+        for line in lines {
+            match line {
+                Line::Patch(patch) => journal.append_patch(patch).unwrap(),
+                Line::Row(record) => journal.append_row(record).unwrap(),
+            }
+        }
+        let loaded = journal::read(&path).unwrap();
+        (dir, loaded)
+    }
+
+    enum Line {
+        Patch(PatchIntent),
+        Row(RowRecord),
+    }
+
+    fn patch(version: u64, field: Field, before: &str, after: &str) -> Line {
+        Line::Patch(PatchIntent {
+            user_id: "u1".into(),
+            version,
+            changes: vec![change(field, before, after)],
+        })
+    }
+
+    fn row(outcome: RowOutcome) -> Line {
+        Line::Row(RowRecord {
+            line: 2,
+            key: UserKey::Email("a@example.com".into()),
+            outcome,
+        })
+    }
+
+    #[test]
+    fn a_patch_whose_answer_was_lost_is_reverted_from_its_announcement() {
+        // Killed after the PATCH landed; the resumed run found the user already as asked.
+        let (_dir, loaded) = journal_with(&[
+            patch(4, Field::Title, "Agent", "Lead"),
+            row(RowOutcome::Unchanged {
+                user_id: "u1".into(),
+                version: 5,
+            }),
+        ]);
+        let (rows, versions) = revert_rows("j.jsonl", &loaded);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].desired.title.as_deref(), Some("Agent"));
+        assert_eq!(versions["u1"], 5);
+    }
+
+    #[test]
+    fn writes_split_by_a_crash_are_chained_back_to_the_first() {
+        // The fields landed, the crash came, the resumed run made the state change alone.
+        let (_dir, loaded) = journal_with(&[
+            patch(4, Field::Title, "Agent", "Lead"),
+            patch(5, Field::State, "active", "inactive"),
+            row(RowOutcome::Updated {
+                user_id: "u1".into(),
+                changes: vec![change(Field::State, "active", "inactive")],
+                version_before: 5,
+                version_after: 6,
+            }),
+        ]);
+        let (rows, versions) = revert_rows("j.jsonl", &loaded);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].desired.title.as_deref(), Some("Agent"));
+        assert_eq!(rows[0].desired.state, Some(UserState::Active));
+        assert_eq!(versions["u1"], 6);
+    }
+
+    #[test]
+    fn a_refused_patch_is_not_reverted() {
+        let (_dir, loaded) = journal_with(&[
+            patch(4, Field::Title, "Agent", "Lead"),
+            row(RowOutcome::Failed {
+                user_id: Some("u1".into()),
+                status: 400,
+                code: Some("bad.request".into()),
+                message: None,
+                correlation_id: None,
+            }),
+        ]);
+        let (rows, _) = revert_rows("j.jsonl", &loaded);
+        assert!(rows.is_empty());
+    }
 
     fn change(field: Field, before: &str, after: &str) -> FieldChange {
         FieldChange {

@@ -1,8 +1,8 @@
 //! One run of the user-update machine: the path `update`, `revert` and `demo` all take.
 //!
-//! The order of events for each row is fixed: its outcome goes to the journal (synced) first,
-//! then into the tallies, the progress bar and the report. A run that is killed therefore never
-//! claims a row the journal does not hold.
+//! The order of events for each row is fixed: its outcome goes to the journal first, then into
+//! the tallies, the progress bar and the report. A run that is killed therefore never claims a
+//! row the journal does not hold. Each PATCH is journalled before it is sent ([`Recorder`]).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -19,6 +19,7 @@ use gcbulk_ureq::{Driver, DriverOptions, Observer};
 
 use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord};
 use super::progress::Progress;
+use super::record::Recorder;
 use super::report::{self, Requests, Summary};
 use super::target::{Connection, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
 use super::{Exit, Failure, Ui};
@@ -88,9 +89,10 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
 
     let pending = to_run.len() + preflight.len();
     announce(&job, ui, pending, resumed_rows, journal.as_ref());
+    let journal_path = journal.as_ref().map(|j| j.path().to_owned());
 
+    let mut recorder = Recorder::new(machine, journal.as_mut());
     let mut watcher = Watcher {
-        journal: journal.as_mut(),
         file: source_file,
         reports: &mut reports,
         progress: Progress::new(ui, pending as u64, "rows"),
@@ -98,7 +100,7 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
         ui,
     };
     for report in preflight {
-        watcher.record(None, report);
+        watcher.record(&mut recorder, report);
         watcher.progress.done(0);
     }
     if let Some(failure) = watcher.write_failure.take() {
@@ -111,13 +113,19 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
         ..DriverOptions::default()
     })
     .map_err(|error| Failure::run(format!("cannot start the HTTP workers: {error}")))?;
-    let ran = driver.run_with(&mut machine, &mut watcher);
+    let ran = driver.run_with(&mut recorder, &mut watcher);
     let Watcher {
         progress,
-        write_failure,
+        mut write_failure,
         ..
     } = watcher;
     progress.finish();
+    if let Some(error) = recorder.take_failure()
+        && let Some(journal) = recorder.journal()
+    {
+        write_failure.get_or_insert(journal.write_failure(&error));
+    }
+    let machine = recorder.inner;
     let stats = ran.map_err(|error| Failure::run(format!("the run failed: {error}")))?;
 
     reports.sort_by_key(|r| r.source.line);
@@ -129,7 +137,7 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
         row_errors: &job.row_errors,
         requests: Requests::of(&machine),
         elapsed: stats.elapsed,
-        journal: journal.as_ref().map(|j| j.path().to_owned()),
+        journal: journal_path,
         report: job.report.clone(),
         resumed_rows,
         stopped: stats.stopped,
@@ -323,7 +331,6 @@ fn announce(job: &Job, ui: &Ui, pending: usize, resumed: usize, journal: Option<
 
 /// Sees each row's outcome as the driver reports it.
 struct Watcher<'a> {
-    journal: Option<&'a mut Journal>,
     file: Arc<str>,
     reports: &'a mut Vec<RowReport>,
     progress: Progress,
@@ -332,10 +339,10 @@ struct Watcher<'a> {
 }
 
 impl Watcher<'_> {
-    fn record(&mut self, machine: Option<&mut UserUpdate>, report: RowReport) {
+    fn record(&mut self, machine: &mut Recorder<'_>, report: RowReport) {
         // The journal first: nothing counts a row the journal does not hold.
-        if let Some(journal) = self.journal.as_deref_mut()
-            && self.write_failure.is_none()
+        if self.write_failure.is_none()
+            && let Some(journal) = machine.journal()
         {
             let record = RowRecord {
                 line: report.source.line,
@@ -345,9 +352,7 @@ impl Watcher<'_> {
             if let Err(error) = journal.append_row(&record) {
                 tracing::error!(%error, "cannot write the journal; stopping");
                 self.write_failure = Some(journal.write_failure(&error));
-                if let Some(machine) = machine {
-                    machine.stop();
-                }
+                machine.inner.stop();
                 return;
             }
         }
@@ -356,10 +361,10 @@ impl Watcher<'_> {
     }
 }
 
-impl Observer<UserUpdate> for Watcher<'_> {
-    fn output(&mut self, machine: &mut UserUpdate, report: RowReport) {
-        let throttled = machine.stats().throttled;
-        self.record(Some(machine), report);
+impl<'j> Observer<Recorder<'j>> for Watcher<'_> {
+    fn output(&mut self, machine: &mut Recorder<'j>, report: RowReport) {
+        let throttled = machine.inner.stats().throttled;
+        self.record(machine, report);
         self.progress.done(throttled);
     }
 
@@ -376,12 +381,12 @@ impl Observer<UserUpdate> for Watcher<'_> {
         self.progress.waiting(wait, reason);
     }
 
-    fn stop(&mut self, machine: &mut UserUpdate) {
+    fn stop(&mut self, machine: &mut Recorder<'j>) {
         self.ui.note(
             "stopping: waiting for the requests in flight, then the rest is left for --resume \
              (Ctrl-C again quits at once)",
         );
-        machine.stop();
+        machine.inner.stop();
     }
 }
 
