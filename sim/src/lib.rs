@@ -13,6 +13,8 @@
 //! - [`baseline`]: the retry strategies people use today, rebuilt from their published
 //!   descriptions, running gcbulk's own workflow so that only retry and pacing differ.
 //! - [`compare`]: every strategy on one scenario, side by side (`gcbulk sim compare`).
+//! - [`experiment`]: a published experiment (rate_throttle_client's) rebuilt on the model, to
+//!   check the simulator against its table.
 //!
 //! It is not Genesys Cloud: only the behaviour above is modelled, and where the real API's
 //! behaviour is unconfirmed (the status of a bad client secret, the text of some errors), the
@@ -23,5 +25,6 @@ pub mod baseline;
 pub mod compare;
 pub mod drive;
 pub mod emulator;
+pub mod experiment;
 pub mod model;
 pub mod scenario;
