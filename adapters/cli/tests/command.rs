@@ -506,6 +506,55 @@ fn kill_9_then_resume_applies_every_row_once() {
 }
 
 #[test]
+fn ctrl_c_stops_cleanly_and_resume_finishes_the_sheet() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(200);
+    let mut server = fast_server();
+    server.rate_limit.per_client = ClientLimit::FixedWindow {
+        limit: 200,
+        window_secs: 10,
+    };
+    let emulator = start(server, users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+    let journal = dir.path().join("head.csv.journal.jsonl");
+    let url = emulator.base_url();
+    let args = ["update", "head.csv", "--api-base", url.as_str()];
+
+    let child = gcbulk(dir.path())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = poll_until(Duration::from_secs(60), || {
+        last_records(&journal)
+            .values()
+            .any(|r| r["outcome"] == "updated")
+    });
+    assert!(started, "no update in the journal");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let stopped = Finished::from(child.wait_with_output().unwrap());
+    stopped.expect_code(1);
+    assert!(stopped.stdout.contains("stopped:"), "{}", stopped.stdout);
+    assert!(stopped.stdout.contains("--resume"), "{}", stopped.stdout);
+    let left = last_records(&journal)
+        .values()
+        .filter(|r| r["outcome"] == "gave_up")
+        .count();
+    assert!(left > 0, "rows were left for --resume");
+
+    let resumed = run(gcbulk(dir.path()).args(args).arg("--resume"));
+    resumed.expect_code(1);
+    let truth = truth("head.csv", &sheet, &users);
+    assert_org_follows(&truth, &users, emulator.users());
+}
+
+#[test]
 fn revert_restores_the_org_and_spares_users_changed_since() {
     let users = sample_users();
     let sheet = sample_sheet_head(120);

@@ -51,7 +51,7 @@ pub(crate) fn export(args: &ExportArgs, env: &Environment, ui: &Ui) -> Result<Ex
     let ran = driver.run_with(&mut machine, &mut watcher);
     watcher.progress.finish();
     let stats = ran.map_err(|error| Failure::run(format!("the export failed: {error}")))?;
-    let requests = machine.stats().sent;
+    let requests = stats.sent;
     let throttled = machine.stats().throttled;
     let result = machine.finish();
 

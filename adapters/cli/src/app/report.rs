@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use gcbulk::input::RowError;
 use gcbulk_core::genesys::{FieldChange, RequestCounts, RowOutcome, RowReport, UserUpdate};
+use gcbulk_ureq::RunStats;
 use serde::Serialize;
 use serde_json::json;
 
@@ -70,22 +71,22 @@ impl Tally {
 /// The requests a run made.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub(crate) struct Requests {
-    /// Attempts sent.
+    /// Requests that went out on the network.
     pub(crate) total: u64,
     /// Answered 429.
     pub(crate) throttled: u64,
-    /// Retried after a 5xx or a transport failure.
+    /// Answered 5xx or lost in transport, and retried.
     pub(crate) transient: u64,
-    /// By purpose.
+    /// The requests the run asked for, by purpose (a stop refuses some of them unsent).
     pub(crate) by_purpose: RequestCounts,
 }
 
 impl Requests {
-    /// What `machine` sent.
-    pub(crate) fn of(machine: &UserUpdate) -> Self {
+    /// What `machine` asked for and the driver sent.
+    pub(crate) fn of(machine: &UserUpdate, run: &RunStats) -> Self {
         let stats = machine.stats();
         Self {
-            total: stats.sent,
+            total: run.sent,
             throttled: stats.throttled,
             transient: stats.transient,
             by_purpose: machine.request_counts(),

@@ -135,7 +135,7 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
         target: &job.connection.target.api_base,
         reports: &reports,
         row_errors: &job.row_errors,
-        requests: Requests::of(&machine),
+        requests: Requests::of(&machine, &stats),
         elapsed: stats.elapsed,
         journal: journal_path,
         report: job.report.clone(),
