@@ -352,25 +352,23 @@ fn a_dry_run_prints_the_diff_and_writes_nothing() {
 #[test]
 fn a_storm_ends_with_every_row_confirmed() {
     let users = sample_users();
-    let sheet = sample_sheet_head(300);
+    let sheet = sample_sheet();
     let mut server = fast_server();
-    server.rate_limit.per_client = ClientLimit::FixedWindow {
-        limit: 600,
-        window_secs: 10,
-    };
+    server.latency = Latency::Fixed { ms: 20.0 };
     FaultPreset::Storm.apply(&mut server);
-    // The preset's storms, brought forward from minutes into the seconds this run lasts.
+    // The preset's storms (half the requests refused from 30 s to 90 s, nine in ten from 150 s to
+    // 170 s), brought forward from minutes into the seconds this run lasts.
     for storm in &mut server.rate_limit.storms {
-        storm.start_secs /= 30.0;
-        storm.end_secs /= 30.0;
+        storm.start_secs /= 60.0;
+        storm.end_secs /= 60.0;
     }
     let emulator = start(server, users.clone());
     let dir = scratch();
-    write(dir.path(), "head.csv", &sheet);
+    write(dir.path(), "reorg.csv", &sheet);
 
     let finished = run(gcbulk(dir.path()).args([
         "update",
-        "head.csv",
+        "reorg.csv",
         "--api-base",
         &emulator.base_url(),
         "--report",
@@ -387,7 +385,7 @@ fn a_storm_ends_with_every_row_confirmed() {
             > 0,
         "the run met the storm: {stats:?}"
     );
-    let truth = truth("head.csv", &sheet, &users);
+    let truth = truth("reorg.csv", &sheet, &users);
     let report = json(&dir.path().join("report.json"));
     assert_eq!(report["summary"]["gave_up"], 0, "{}", finished.stdout);
     assert_eq!(report["summary"]["failed"], 0, "{}", finished.stdout);
