@@ -3,9 +3,11 @@
 //!
 //! Each strategy gets a fresh server built from the same scenario and seed. A run ends when every
 //! client is idle. A row a run gives up on is not done, so a client re-runs the rows it did not
-//! settle, as an operator would (at most [`MAX_PASSES`] passes in all, and none starts after the
-//! scenario's horizon). Rows still unsettled at the end are the failed items: a makespan with
-//! failed items is the time a strategy took to stop, not to finish the job.
+//! settle, as an operator would: once the last `Retry-After` it was given has passed, and not at
+//! all when that wait was longer than [`LONG_WAIT`] (a daily limit: come back tomorrow). At most
+//! [`MAX_PASSES`] passes are made, and none starts after the scenario's horizon. Rows still
+//! unsettled at the end are the failed items: a makespan with failed items is the time a strategy
+//! took to stop, not to finish the job.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +19,9 @@ use bytes::Bytes;
 use gcbulk_core::change::ChangeRow;
 use gcbulk_core::genesys::{Credentials, RowReport, Secret, WorkflowConfig};
 use gcbulk_core::rng::Rng;
-use gcbulk_core::sched::{AttemptId, HandleError, TransportError};
+use gcbulk_core::sched::{
+    AttemptId, HandleError, RetryAfter, TransportError, WaitReason, retry_after,
+};
 use gcbulk_core::{Action, Machine, Timestamp};
 use http::{Method, Response};
 use serde::{Deserialize, Serialize};
@@ -29,6 +33,9 @@ use crate::scenario::{self, Scenario, ScenarioError};
 
 /// Most passes a client makes over its rows.
 pub const MAX_PASSES: u32 = 5;
+
+/// A `Retry-After` longer than this ends the passes (the Genesys SDKs' give-up threshold).
+pub const LONG_WAIT: Duration = Duration::from_secs(180);
 
 /// Events a run may take before it is called a livelock.
 const MAX_STEPS: u64 = 50_000_000;
@@ -228,8 +235,29 @@ pub struct Outcome {
 
 /// Runs one strategy on `scenario`, keeping everything for inspection.
 pub fn simulate(scenario: &Scenario, strategy: Strategy, seed: u64) -> Result<Outcome, Error> {
+    simulate_with(scenario, strategy, seed, false)
+}
+
+/// As [`simulate`], recording every request and answer in the harness's trace.
+pub fn simulate_traced(
+    scenario: &Scenario,
+    strategy: Strategy,
+    seed: u64,
+) -> Result<Outcome, Error> {
+    simulate_with(scenario, strategy, seed, true)
+}
+
+fn simulate_with(
+    scenario: &Scenario,
+    strategy: Strategy,
+    seed: u64,
+    trace: bool,
+) -> Result<Outcome, Error> {
     let mut rng = Rng::from_seed(seed ^ strategy_salt(strategy));
     let mut harness = Harness::new(scenario.server(seed));
+    if trace {
+        harness.record_trace();
+    }
     if let Some(intercept) = scenario.intercept() {
         harness.intercept(intercept);
     }
@@ -454,7 +482,7 @@ struct PassRecord {
 
 type MakeClient = Box<dyn FnMut(Vec<ChangeRow>, u64) -> Box<dyn Machine<Output = RowReport>>>;
 
-/// A client that re-runs the rows a pass did not settle.
+/// A client that re-runs the rows a pass did not settle, when the server allows.
 struct Passes {
     make: MakeClient,
     current: Box<dyn Machine<Output = RowReport>>,
@@ -465,6 +493,10 @@ struct Passes {
     rng: Rng,
     record: Rc<RefCell<PassRecord>>,
     flushing: VecDeque<RowReport>,
+    /// When the last `Retry-After` received ends.
+    retry_after_end: Timestamp,
+    /// The rows of the next pass, and when it starts.
+    next: Option<(Timestamp, Vec<ChangeRow>)>,
 }
 
 impl Passes {
@@ -487,7 +519,31 @@ impl Passes {
             rng,
             record,
             flushing: VecDeque::new(),
+            retry_after_end: Timestamp::ZERO,
+            next: None,
         }
+    }
+
+    /// The pass is over with rows unsettled: plan another, or report them.
+    fn end_pass(&mut self, now: Timestamp) {
+        let mut record = self.record.borrow_mut();
+        if record.passes == 1 {
+            record.first_pass_failed = self.held.len() as u64;
+        }
+        let start = self.retry_after_end.max(now);
+        let again = record.passes < MAX_PASSES
+            && start.saturating_since(now) <= LONG_WAIT
+            && start < self.deadline;
+        if !again {
+            self.flushing.extend(self.held.drain(..));
+            return;
+        }
+        let rows = self
+            .held
+            .drain(..)
+            .filter_map(|report| self.rows.get(&report.source.line).cloned())
+            .collect();
+        self.next = Some((start, rows));
     }
 }
 
@@ -500,6 +556,11 @@ impl Machine for Passes {
         attempt: AttemptId,
         response: Response<Bytes>,
     ) -> Result<(), HandleError> {
+        if response.status() == http::StatusCode::TOO_MANY_REQUESTS
+            && let RetryAfter::Wait(wait) = retry_after(response.headers())
+        {
+            self.retry_after_end = self.retry_after_end.max(now + wait);
+        }
         self.current.handle_response(now, attempt, response)
     }
 
@@ -521,33 +582,25 @@ impl Machine for Passes {
             if let Some(report) = self.flushing.pop_front() {
                 return Action::Done(report);
             }
+            if let Some((at, _)) = &self.next {
+                if now < *at {
+                    return Action::WaitUntil {
+                        at: *at,
+                        reason: WaitReason::RetryAfter,
+                    };
+                }
+                if let Some((_, rows)) = self.next.take() {
+                    self.record.borrow_mut().passes += 1;
+                    self.current = (self.make)(rows, self.rng.next_u64());
+                }
+            }
             match self.current.poll(now) {
                 Action::Done(report) if report.outcome.is_settled() => {
                     return Action::Done(report);
                 }
                 Action::Done(report) => self.held.push(report),
-                Action::Idle => {
-                    if self.held.is_empty() {
-                        return Action::Idle;
-                    }
-                    let mut record = self.record.borrow_mut();
-                    if record.passes == 1 {
-                        record.first_pass_failed = self.held.len() as u64;
-                    }
-                    let again = record.passes < MAX_PASSES && now < self.deadline;
-                    if !again {
-                        self.flushing.extend(self.held.drain(..));
-                        continue;
-                    }
-                    record.passes += 1;
-                    drop(record);
-                    let rows: Vec<ChangeRow> = self
-                        .held
-                        .drain(..)
-                        .filter_map(|report| self.rows.get(&report.source.line).cloned())
-                        .collect();
-                    self.current = (self.make)(rows, self.rng.next_u64());
-                }
+                Action::Idle if self.held.is_empty() => return Action::Idle,
+                Action::Idle => self.end_pass(now),
                 other => return other,
             }
         }
