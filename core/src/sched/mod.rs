@@ -691,6 +691,11 @@ impl<K> Scheduler<K> {
             let Some(&slot) = self.lanes[lane].queue.front() else {
                 continue;
             };
+            // A probe after a refusal without Retry-After goes alone.
+            let probing = self.global.is_probing() || self.lanes[lane].limiter.is_probing();
+            if probing && self.in_flight > 0 {
+                continue;
+            }
             let (lane_at, lane_reason) = self.lanes[lane].limiter.ready_at();
             let (at, reason) = if lane_at > global_at {
                 (lane_at, lane_reason)

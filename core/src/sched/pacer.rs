@@ -35,7 +35,8 @@
 //!    was refused, which is remembered as the ceiling; it then climbs back to within 1% of that
 //!    ceiling quickly (time constant 4 s) and beyond it only slowly (0.2% a second), so refusals
 //!    stay rare instead of recurring every cycle as with plain additive increase. Meanwhile it
-//!    pauses for an equal-jitter backoff that grows while refusals continue.
+//!    pauses for an equal-jitter backoff that grows while refusals continue, and then sends one
+//!    request alone to probe: nothing else goes until it is answered.
 //! 6. **Retry-After.** A 429 pauses the limiter until the time asked plus a small jitter (up to
 //!    10% of the wait, at most one second), so clients sharing a budget do not return in step.
 //!
@@ -185,6 +186,8 @@ pub(crate) struct Limiter {
     sprinting: bool,
     /// Since when sends have gone without a refusal.
     quiet_since: Option<Timestamp>,
+    /// The last refusal said nothing about when to come back.
+    blind: bool,
 }
 
 impl Limiter {
@@ -218,6 +221,7 @@ impl Limiter {
             learned: false,
             sprinting: false,
             quiet_since: None,
+            blind: false,
         }
     }
 
@@ -254,6 +258,12 @@ impl Limiter {
     /// Whether it sends unspaced because the backlog fits in what the server allows.
     pub(crate) fn is_sprinting(&self) -> bool {
         self.sprinting
+    }
+
+    /// Whether the next send is a probe: after a refusal that gave no `Retry-After`, one request
+    /// finds out whether the server accepts again, and nothing else goes until it is answered.
+    pub(crate) fn is_probing(&self) -> bool {
+        self.blind && self.refusals_in_a_row > 0
     }
 
     /// How much longer the current pause lasts.
@@ -363,6 +373,7 @@ impl Limiter {
     ) {
         self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
         self.quiet_since = Some(now);
+        self.blind = retry_after.is_none();
         match retry_after {
             Some(wait) => {
                 let spread = wait.mul_f64(PAUSE_JITTER_SHARE).min(PAUSE_JITTER_CAP);
@@ -767,5 +778,20 @@ mod tests {
             now = now + Duration::from_secs(wait + 2);
         }
         assert_eq!(limiter.rate(), None);
+    }
+
+    #[test]
+    fn after_a_refusal_without_retry_after_the_next_send_is_a_probe() {
+        let mut limiter = Limiter::new(&config(Some(10.0)));
+        let mut rng = Rng::from_seed(4);
+        limiter.on_throttle(Timestamp::ZERO, Some(Duration::from_secs(1)), &mut rng);
+        assert!(
+            !limiter.is_probing(),
+            "a Retry-After says when to come back"
+        );
+        limiter.on_throttle(Timestamp::ZERO, None, &mut rng);
+        assert!(limiter.is_probing());
+        limiter.on_accepted(Timestamp::from_secs(2));
+        assert!(!limiter.is_probing());
     }
 }
