@@ -66,7 +66,7 @@ pub struct StrategyResult {
     pub makespan_s: f64,
     /// Makespan over the lower bound (1 when the bound is zero).
     pub ratio: f64,
-    /// Requests the server received, tokens included.
+    /// Requests the clients sent, tokens included.
     pub requests: u64,
     /// Of those, refused with a 429.
     pub throttled: u64,
@@ -231,6 +231,10 @@ pub struct Outcome {
     pub passes: Vec<u32>,
     /// Each client's rows that the first pass did not settle.
     pub first_pass_failed: Vec<u64>,
+    /// Requests the clients sent, all together.
+    pub requests: u64,
+    /// 429s they received.
+    pub throttled: u64,
 }
 
 /// Runs one strategy on `scenario`, keeping everything for inspection.
@@ -318,6 +322,8 @@ fn simulate_with(
                 .collect::<Vec<_>>()
         })
         .collect();
+    let requests = clocks.iter().map(|clock| clock.borrow().sent).sum();
+    let throttled = clocks.iter().map(|clock| clock.borrow().throttled).sum();
     let passes = records.iter().map(|r| r.borrow().passes).collect();
     let first_pass_failed = records
         .iter()
@@ -328,6 +334,8 @@ fn simulate_with(
         items,
         passes,
         first_pass_failed,
+        requests,
+        throttled,
     })
 }
 
@@ -358,8 +366,7 @@ impl Outcome {
             });
         }
 
-        let stats = self.harness.server().stats();
-        let requests = stats.total() + stats.resets;
+        let requests = self.requests;
         let mut times: Vec<f64> = self
             .items
             .iter()
@@ -371,9 +378,9 @@ impl Outcome {
             makespan_s: makespan.as_secs_f64(),
             ratio: 0.0,
             requests,
-            throttled: stats.throttled,
+            throttled: self.throttled,
             throttled_share: if requests > 0 {
-                stats.throttled as f64 / requests as f64
+                self.throttled as f64 / requests as f64
             } else {
                 0.0
             },
@@ -607,11 +614,14 @@ impl Machine for Passes {
     }
 }
 
-/// Each item's first write request and last answer, by user id.
+/// Each item's first write request and last answer, by user id, and what the client sent and
+/// got back (counted at the client, so answers a replayed trace gave count too).
 #[derive(Debug, Default)]
 struct ItemClock {
     first: HashMap<String, Timestamp>,
     last: HashMap<String, Timestamp>,
+    sent: u64,
+    throttled: u64,
 }
 
 /// Watches a client's requests to time each item: its PATCHes and single-user reads.
@@ -639,6 +649,9 @@ impl Machine for Observer {
         response: Response<Bytes>,
     ) -> Result<(), HandleError> {
         self.answered(now, attempt);
+        if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
+            self.clock.borrow_mut().throttled += 1;
+        }
         self.inner.handle_response(now, attempt, response)
     }
 
@@ -659,6 +672,7 @@ impl Machine for Observer {
     fn poll(&mut self, now: Timestamp) -> Action<RowReport> {
         let action = self.inner.poll(now);
         if let Action::Send(send) = &action {
+            self.clock.borrow_mut().sent += 1;
             let path = send.request.uri().path();
             let single = path
                 .strip_prefix("/api/v2/users/")
