@@ -485,6 +485,16 @@ impl<K> Scheduler<K> {
         self.global.rate()
     }
 
+    /// Makes room for `additional` more items in `lane` at once, so a caller that knows its
+    /// work up front pays for exactly that much memory instead of buffers grown by doubling.
+    pub fn reserve(&mut self, lane: Lane, additional: usize) {
+        let spare = self.free.len();
+        self.slots.reserve_exact(additional.saturating_sub(spare));
+        if let Some(lane) = self.lanes.get_mut(usize::from(lane.0)) {
+            lane.queue.reserve_exact(additional);
+        }
+    }
+
     /// Queues an item in the default lane.
     pub fn push(&mut self, now: Timestamp, key: K, request: Request<Bytes>) {
         self.push_with(now, key, request, ItemOptions::default());
