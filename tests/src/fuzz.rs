@@ -263,3 +263,100 @@ pub fn input(data: &[u8]) {
         }
     }
 }
+
+/// Reads arbitrary bytes as a journal and checks what a resume relies on: only a torn last line
+/// is left out, what was read reads the same when written anew, and a journal cut and appended
+/// to the way a resumed run does it reads back whole, the new record last.
+pub fn journal(data: &[u8]) {
+    use gcbulk::journal::{Entry, RowRecord, parse};
+    use gcbulk_core::change::UserKey;
+    use gcbulk_core::genesys::RowOutcome;
+
+    let Ok(loaded) = parse(data) else {
+        return;
+    };
+    let whole = usize::try_from(loaded.whole_len()).unwrap_or(usize::MAX);
+    assert!(whole <= data.len(), "the whole lines end past the file");
+    assert_eq!(
+        loaded.torn,
+        whole < data.len(),
+        "only a torn line is left out"
+    );
+    for (number, recorded) in &loaded.rows {
+        assert_eq!(
+            *number, recorded.record.line,
+            "a row filed under another line"
+        );
+        assert!(recorded.journal_line >= 2, "a row before the header");
+    }
+
+    // Written anew, what was read reads the same.
+    let mut again = Vec::new();
+    let mut push = |entry: Entry<'_>| match entry.to_line() {
+        Ok(line) => again.extend(line),
+        Err(error) => panic!("a record read cannot be written: {error}"),
+    };
+    push(Entry::Header(&loaded.header));
+    for (_, patch) in &loaded.patches {
+        push(Entry::Patch(patch));
+    }
+    for recorded in loaded.rows.values() {
+        push(Entry::Row(&recorded.record));
+    }
+    let reread = match parse(&again) {
+        Ok(reread) => reread,
+        Err(error) => panic!("a journal written from what was read is refused: {error}"),
+    };
+    let mut header = loaded.header.clone();
+    let rate = |h: &gcbulk::journal::Header| h.options.max_rate;
+    // A float may come back a unit in the last place off; anything more is a real difference.
+    if let (Some(a), Some(b)) = (rate(&header), rate(&reread.header)) {
+        assert!(
+            (a - b).abs() <= a.abs() * 1e-12,
+            "max_rate {a} read back as {b}"
+        );
+        header.options.max_rate = Some(b);
+    }
+    assert_eq!(header, reread.header);
+    let records = |l: &gcbulk::journal::Loaded| -> Vec<RowRecord> {
+        l.rows.values().map(|r| r.record.clone()).collect()
+    };
+    assert_eq!(records(&loaded), records(&reread));
+    let patches =
+        |l: &gcbulk::journal::Loaded| l.patches.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(patches(&loaded), patches(&reread));
+
+    // A resume cuts the torn line, ends the last one, then appends: all of it must read back.
+    let mut resumed = data[..whole].to_vec();
+    if loaded.unterminated() {
+        resumed.push(b'\n');
+    }
+    let record = RowRecord {
+        line: u64::MAX,
+        key: UserKey::Id("fuzz".into()),
+        outcome: RowOutcome::NotFound,
+    };
+    for entry in [
+        Entry::Resumed {
+            started_at: "2026-01-05T09:00:00Z",
+        },
+        Entry::Row(&record),
+    ] {
+        match entry.to_line() {
+            Ok(line) => resumed.extend(line),
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let after = match parse(&resumed) {
+        Ok(after) => after,
+        Err(error) => panic!("a journal appended to as a resume does is refused: {error}"),
+    };
+    assert!(!after.torn, "an appended journal reads as torn");
+    assert_eq!(after.header, loaded.header);
+    assert_eq!(after.rows.get(&u64::MAX).map(|r| &r.record), Some(&record));
+    assert_eq!(
+        after.rows.len(),
+        loaded.rows.len() + usize::from(!loaded.rows.contains_key(&u64::MAX))
+    );
+    assert_eq!(after.patches.len(), loaded.patches.len());
+}

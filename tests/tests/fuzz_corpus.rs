@@ -31,3 +31,8 @@ fn headers_corpus() {
 fn input_corpus() {
     replay("input", gcbulk_tests::fuzz::input);
 }
+
+#[test]
+fn journal_corpus() {
+    replay("journal", gcbulk_tests::fuzz::journal);
+}

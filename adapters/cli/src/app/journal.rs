@@ -1,147 +1,24 @@
-//! The journal: append-only JSON lines, one per finished row, so a run can resume and be reverted.
-//!
-//! The first line is a header naming the input (path, SHA-256, rows), the target and the options:
-//!
-//! ```text
-//! {"type":"header","version":1,"command":"update","input":{"path":"reorg.csv","sha256":"…",
-//!  "rows":1508},"target":"https://api.mypurecloud.de","login":"https://login.mypurecloud.de",
-//!  "options":{…},"started_at":"2026-01-05T09:00:00Z"}
-//! ```
-//!
-//! then one line per row as its outcome arrives, with the outcome's fields (before and after
-//! values, versions, the server's error) beside the row's line and key (and, before each PATCH
-//! goes out, a `patch` line with the user, the version and the changes it makes, for `revert`
-//! to use should the answer never arrive):
-//!
-//! ```text
-//! {"type":"row","line":12,"key":{"email":"jane@example.com"},"outcome":"updated",
-//!  "user_id":"…","changes":[{"field":"title","before":"Agent","after":"Team Lead"}],
-//!  "version_before":4,"version_after":5}
-//! ```
+//! The journal file: created or reopened, appended to row by row, read back for a resume or a
+//! revert. What its lines say is the `gcbulk::journal` format's business.
 //!
 //! Each line goes to the file in one write before the row is counted anywhere else, so a
 //! `kill -9` loses at most rows that were never confirmed; a line recording a write to Genesys
 //! (its before-values are what `revert` needs) is also synced to the disk, so not even a power
 //! cut loses it. A torn last line (a crash mid-write) is tolerated when reading and cut off
-//! before a resumed run appends. A resumed run
-//! appends a `resumed` line, then its rows; the last line for a row is the one that counts.
+//! before a resumed run appends.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use gcbulk_core::change::UserKey;
-use gcbulk_core::genesys::{FieldChange, RowOutcome};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use gcbulk::journal::{Entry, ReadError, parse};
+pub(crate) use gcbulk::journal::{
+    Header, InputInfo, JournalOptions, Loaded, PatchIntent, RowRecord, VERSION,
+};
+use gcbulk_core::genesys::RowOutcome;
 use sha2::{Digest, Sha256};
 
 use super::Failure;
-
-/// The journal format's version.
-pub(crate) const VERSION: u32 = 1;
-
-/// The first line of a journal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Header {
-    /// [`VERSION`].
-    pub(crate) version: u32,
-    /// `update` or `revert`.
-    pub(crate) command: String,
-    /// The file the rows came from.
-    pub(crate) input: InputInfo,
-    /// The API base URL written to.
-    pub(crate) target: String,
-    /// The login base URL.
-    pub(crate) login: String,
-    /// The options that shape what the rows mean.
-    pub(crate) options: JournalOptions,
-    /// When the run started, RFC 3339 in UTC.
-    pub(crate) started_at: String,
-}
-
-/// The input a journal belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct InputInfo {
-    /// As the user named it.
-    pub(crate) path: String,
-    /// The SHA-256 of its bytes, in hex: a resume refuses a file that changed.
-    pub(crate) sha256: String,
-    /// Data rows in it, errors included.
-    pub(crate) rows: u64,
-}
-
-/// The options a run was started with.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct JournalOptions {
-    /// Empty cells cleared their fields.
-    pub(crate) clear_empty: bool,
-    /// Most requests in flight.
-    pub(crate) concurrency: u16,
-    /// The rate cap, if any.
-    pub(crate) max_rate: Option<f64>,
-}
-
-/// A finished row.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct RowRecord {
-    /// The row's line in the input.
-    pub(crate) line: u64,
-    /// The user it named.
-    pub(crate) key: UserKey,
-    /// How it ended.
-    #[serde(flatten)]
-    pub(crate) outcome: RowOutcome,
-}
-
-/// A PATCH about to be sent: what it changes, from which version. If the crash comes before its
-/// answer, this is what `revert` puts back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct PatchIntent {
-    /// The user.
-    pub(crate) user_id: String,
-    /// The version the PATCH carries; applied, it makes the next one.
-    pub(crate) version: u64,
-    /// Each field's value before and as the PATCH sets it.
-    pub(crate) changes: Vec<FieldChange>,
-}
-
-/// A line as written.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Entry<'a> {
-    Header(&'a Header),
-    Row(&'a RowRecord),
-    Patch(&'a PatchIntent),
-    Resumed { started_at: &'a str },
-}
-
-/// A row's last record and where it stands in the journal.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Recorded {
-    /// The journal's own 1-based line.
-    pub(crate) journal_line: u64,
-    /// The record.
-    pub(crate) record: RowRecord,
-}
-
-/// A journal as read back.
-#[derive(Clone, Debug)]
-pub(crate) struct Loaded {
-    /// The header.
-    pub(crate) header: Header,
-    /// Each input line's last record.
-    pub(crate) rows: BTreeMap<u64, Recorded>,
-    /// Every PATCH announced, with its journal line.
-    pub(crate) patches: Vec<(u64, PatchIntent)>,
-    /// Bytes up to the end of the last whole line.
-    whole: u64,
-    /// Whether the file ends without a line break after a whole record.
-    unterminated: bool,
-    /// Whether a torn last line was found (and will be cut off on resume).
-    pub(crate) torn: bool,
-}
 
 /// An open journal, appended to row by row.
 #[derive(Debug)]
@@ -189,13 +66,13 @@ impl Journal {
         };
         let file = OpenOptions::new().write(true).open(path).map_err(failure)?;
         if loaded.torn {
-            file.set_len(loaded.whole).map_err(failure)?;
+            file.set_len(loaded.whole_len()).map_err(failure)?;
         }
         let mut file = OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(failure)?;
-        if loaded.unterminated {
+        if loaded.unterminated() {
             file.write_all(b"\n").map_err(failure)?;
         }
         let mut journal = Self {
@@ -237,8 +114,7 @@ impl Journal {
     }
 
     fn append(&mut self, entry: &Entry<'_>) -> io::Result<()> {
-        let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
-        line.push(b'\n');
+        let line = entry.to_line().map_err(io::Error::other)?;
         // One write per line, so a crash tears at most the last one.
         self.file.write_all(&line)
     }
@@ -249,107 +125,10 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, Failure> {
     let shown = path.display();
     let bytes = std::fs::read(path)
         .map_err(|error| Failure::usage(format!("cannot read the journal {shown}: {error}")))?;
-
-    let mut header = None;
-    let mut rows = BTreeMap::new();
-    let mut patches = Vec::new();
-    let mut offset = 0usize;
-    let mut whole = 0u64;
-    let mut unterminated = false;
-    let mut torn = false;
-    let mut number = 0u64;
-    while offset < bytes.len() {
-        number += 1;
-        let rest = &bytes[offset..];
-        let (line, terminated) = match rest.iter().position(|&b| b == b'\n') {
-            Some(end) => (&rest[..end], true),
-            None => (rest, false),
-        };
-        offset += line.len() + usize::from(terminated);
-        let text = String::from_utf8_lossy(line);
-        if text.trim().is_empty() {
-            whole = offset as u64;
-            continue;
-        }
-
-        let parsed = parse_line(&text, header.is_none());
-        let entry = match parsed {
-            Ok(entry) => entry,
-            // A crash while writing the last line leaves it torn: everything before it stands.
-            Err(_) if !terminated && header.is_some() => {
-                torn = true;
-                break;
-            }
-            Err(error) => {
-                return Err(Failure::usage(format!(
-                    "{shown}:{number}: not a gcbulk journal line: {error}"
-                )));
-            }
-        };
-        match entry {
-            Parsed::Header(h) => header = Some(h),
-            Parsed::Row(record) => {
-                let recorded = Recorded {
-                    journal_line: number,
-                    record,
-                };
-                rows.insert(recorded.record.line, recorded);
-            }
-            Parsed::Patch(intent) => patches.push((number, intent)),
-            Parsed::Other => {}
-        }
-        whole = offset as u64;
-        unterminated = !terminated;
-    }
-
-    let Some(header) = header else {
-        return Err(Failure::usage(format!("{shown}: the journal is empty")));
-    };
-    Ok(Loaded {
-        header,
-        rows,
-        patches,
-        whole,
-        unterminated,
-        torn,
+    parse(&bytes).map_err(|error| match error {
+        ReadError::Line { .. } => Failure::usage(format!("{shown}:{error}")),
+        _ => Failure::usage(format!("{shown}: {error}")),
     })
-}
-
-enum Parsed {
-    Header(Header),
-    Row(RowRecord),
-    Patch(PatchIntent),
-    Other,
-}
-
-fn parse_line(text: &str, first: bool) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let kind = value
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match (first, kind) {
-        (true, "header") => {
-            let header: Header = serde_json::from_value(value).map_err(|e| e.to_string())?;
-            if header.version != VERSION {
-                return Err(format!(
-                    "journal version {} is not the {VERSION} this gcbulk writes",
-                    header.version
-                ));
-            }
-            Ok(Parsed::Header(header))
-        }
-        (true, _) => Err("the first line is not a journal header".to_owned()),
-        (false, "row") => serde_json::from_value(value)
-            .map(Parsed::Row)
-            .map_err(|e| e.to_string()),
-        (false, "patch") => serde_json::from_value(value)
-            .map(Parsed::Patch)
-            .map_err(|e| e.to_string()),
-        (false, "header") => Err("a second header".to_owned()),
-        // Lines of kinds a later version adds are read past.
-        (false, _) => Ok(Parsed::Other),
-    }
 }
 
 /// The SHA-256 of `bytes`, in lowercase hex.
@@ -396,7 +175,8 @@ fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use gcbulk_core::genesys::Field;
+    use gcbulk_core::change::UserKey;
+    use gcbulk_core::genesys::{Field, FieldChange};
 
     use super::*;
 
