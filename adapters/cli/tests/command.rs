@@ -742,49 +742,106 @@ fn the_secret_and_the_token_appear_nowhere() {
     let emulator = start(server.clone(), users.clone());
     let dir = scratch();
     write(dir.path(), "head.csv", &sample_sheet_head(60));
+    let gcbulk = || {
+        let mut command = gcbulk(dir.path());
+        command
+            .env("GENESYSCLOUD_OAUTHCLIENT_ID", &client.id)
+            .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", secret);
+        command
+    };
 
-    let finished = run(gcbulk(dir.path())
-        .env("GENESYSCLOUD_OAUTHCLIENT_ID", &client.id)
-        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", secret)
-        .args([
-            "update",
-            "head.csv",
-            "--api-base",
-            &emulator.base_url(),
-            "-vv",
-            "--log-file",
-            "run.log",
-            "--report",
-            "report.json",
-        ]));
-    finished.expect_code(1);
+    let update = run(gcbulk().args([
+        "update",
+        "head.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "-vv",
+        "--log-file",
+        "update.log",
+        "--report",
+        "update.json",
+    ]));
+    update.expect_code(1);
 
     // The model is seeded: replaying the run's first request on a twin gives the token it got.
-    let token = first_token(server, users, &client);
-    let (status, _) = http(
-        &emulator,
-        "GET",
-        "/api/v2/users?pageSize=1",
-        &format!("Bearer {token}"),
-        "",
-    );
-    assert_eq!(status, 200, "the twin's token is the one the run was given");
+    let token = first_token(server.clone(), users, &client);
+    let works = |emulator: &gcbulk_sim::emulator::Emulator| {
+        let bearer = format!("Bearer {token}");
+        let (status, _) = http(emulator, "GET", "/api/v2/users?pageSize=1", &bearer, "");
+        assert_eq!(status, 200, "the twin's token is the one the run was given");
+    };
+    works(&emulator);
 
-    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
-    assert!(log.contains("TRACE"), "the log is as verbose as it gets");
-    let journal = std::fs::read_to_string(dir.path().join("head.csv.journal.jsonl")).unwrap();
-    let report = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    // Export and revert each meet an emulator of their own, started as the first was, so the
+    // first token each is given is that same one. The revert's is the organisation as the update
+    // left it, and the journal is pointed at it.
+    let exporting = start(server.clone(), emulator.users());
+    let export = run(gcbulk().args([
+        "export",
+        "--api-base",
+        &exporting.base_url(),
+        "--out",
+        "users.csv",
+        "-vv",
+        "--log-file",
+        "export.log",
+    ]));
+    export.expect_code(0);
+    works(&exporting);
+
+    let reverting = start(server, emulator.users());
+    let journal_path = dir.path().join("head.csv.journal.jsonl");
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    std::fs::write(
+        &journal_path,
+        journal.replace(&emulator.base_url(), &reverting.base_url()),
+    )
+    .unwrap();
+    let revert = run(gcbulk().args([
+        "revert",
+        "head.csv.journal.jsonl",
+        "-vv",
+        "--log-file",
+        "revert.log",
+        "--report",
+        "revert.json",
+    ]));
+    revert.expect_code(0);
+    works(&reverting);
+    assert!(reverting.stats().count_endpoint(Endpoint::PatchUser) > 0);
+
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let basic = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", client.id))
     };
-    for (name, text) in [
-        ("stdout", &finished.stdout),
-        ("stderr", &finished.stderr),
-        ("log", &log),
-        ("journal", &journal),
-        ("report", &report),
+    let mut shown = vec![
+        ("update stdout", update.stdout),
+        ("update stderr", update.stderr),
+        ("export stdout", export.stdout),
+        ("export stderr", export.stderr),
+        ("revert stdout", revert.stdout),
+        ("revert stderr", revert.stderr),
+    ];
+    for name in [
+        "update.log",
+        "export.log",
+        "revert.log",
+        "head.csv.journal.jsonl",
+        "head.csv.journal.revert.jsonl",
+        "update.json",
+        "revert.json",
+        "users.csv",
     ] {
+        shown.push((name, read(name)));
+    }
+    for log in ["update.log", "export.log", "revert.log"] {
+        assert!(
+            read(log).contains("TRACE"),
+            "{log} is as verbose as it gets"
+        );
+    }
+    for (name, text) in shown {
         for needle in [secret, token.as_str(), basic.as_str()] {
             assert!(!text.contains(needle), "{name} shows a secret");
         }
