@@ -151,6 +151,11 @@ pub struct RequestCounts {
 /// user again and recomputes the change; if the other writer already made it, the row is
 /// unchanged. A `state` change goes in a PATCH of its own, after the other fields, as Genesys
 /// requires. A 401 renews the token once and replays the request.
+///
+/// Every e-mail (a row's key or a manager's) is resolved against the organisation as it is before
+/// the run, as a dry run sees it: a PATCH that changes someone's e-mail waits until every search
+/// has answered, so a manager named by the e-mail a row gives a user is not found, and one named
+/// by the e-mail the user had is, however the requests interleave.
 #[derive(Debug)]
 pub struct UserUpdate {
     config: WorkflowConfig,
@@ -160,6 +165,11 @@ pub struct UserUpdate {
     logins: Lane,
     rows: Vec<Row>,
     searches: Vec<Vec<String>>,
+    /// Searches not yet answered (nor given up).
+    searches_open: usize,
+    /// Rows whose PATCH changes an e-mail, held until every search has answered: see
+    /// [`UserUpdate`] on resolving e-mails against the organisation as it was.
+    deferred: Vec<(u32, bool)>,
     waiters: HashMap<String, Vec<Waiter>>,
     read_batches: Vec<Vec<u32>>,
     token: Token,
@@ -225,6 +235,8 @@ impl UserUpdate {
             open_rows: rows.len(),
             rows,
             searches: Vec::new(),
+            searches_open: 0,
+            deferred: Vec::new(),
             waiters: HashMap::new(),
             read_batches: Vec::new(),
             token: Token::Missing,
@@ -277,6 +289,16 @@ impl UserUpdate {
     pub fn stop(&mut self) {
         self.held.clear();
         self.scheduler.cancel_queued();
+        for (row, _) in std::mem::take(&mut self.deferred) {
+            let user_id = self.rows[row as usize].user.as_ref().map(|u| u.id.clone());
+            let reason = "stopped".to_owned();
+            let outcome = RowOutcome::GaveUp {
+                user_id,
+                reason,
+                retry_after_s: None,
+            };
+            self.finish(row, outcome);
+        }
     }
 
     /// Groups the lookups: e-mails (row keys and managers) into searches, ids into reads.
@@ -307,6 +329,7 @@ impl UserUpdate {
         }
         let size = self.config.batch_size.clamp(1, MAX_BATCH);
         self.searches = emails.chunks(size).map(<[String]>::to_vec).collect();
+        self.searches_open = self.searches.len();
         self.read_batches = ids.chunks(size).map(<[u32]>::to_vec).collect();
     }
 
@@ -355,7 +378,12 @@ impl UserUpdate {
         };
         let (request, lane) = match self.build(&key.job, &token) {
             Some(built) => built,
-            None => return,
+            None => {
+                if let Job::Search(batch) = key.job {
+                    self.search_settled(now, batch);
+                }
+                return;
+            }
         };
         match key.job {
             Job::Token => self.counts.token += 1,
@@ -510,7 +538,13 @@ impl UserUpdate {
         let Done { key, outcome, .. } = done;
         let response = match outcome {
             Outcome::Response(response) => response,
-            Outcome::GaveUp { reason, .. } => return self.on_gave_up(&key.job, &reason),
+            Outcome::GaveUp { reason, .. } => {
+                self.on_gave_up(&key.job, &reason);
+                if let Job::Search(batch) = key.job {
+                    self.search_settled(now, batch);
+                }
+                return;
+            }
         };
         if key.job == Job::Token {
             return self.on_token(now, &response);
@@ -531,7 +565,10 @@ impl UserUpdate {
         }
         match key.job {
             Job::Token => {}
-            Job::Search(batch) => self.on_search(batch, &response),
+            Job::Search(batch) => {
+                self.on_search(now, batch, &response);
+                self.search_settled(now, batch);
+            }
             Job::Read(batch) => self.on_read(now, batch, &response),
             Job::Reread(row) => self.on_reread(now, row, &response),
             Job::Patch(row) => self.on_patch(now, row, &response),
@@ -650,13 +687,29 @@ impl UserUpdate {
         }
     }
 
-    fn on_search(&mut self, batch: u32, response: &Response<Bytes>) {
+    fn on_search(&mut self, now: Timestamp, batch: u32, response: &Response<Bytes>) {
         if !response.status().is_success() {
             let failure = RowOutcome::failed(None, response);
             log_failure(&failure, "search");
             return self.fail_job(&Job::Search(batch), |_| failure.clone());
         }
-        let body: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
+        // Genesys leaves `results` out when nothing matched, but says `total`: an answer with
+        // neither is not a search result, and reading it as one would call every user not found.
+        let body = serde_json::from_slice::<Value>(response.body())
+            .ok()
+            .filter(|body| body.get("results").is_some() || body.get("total").is_some());
+        let Some(body) = body else {
+            let status = response.status().as_u16();
+            let failure = RowOutcome::Failed {
+                user_id: None,
+                status,
+                code: Some("unreadable.user".into()),
+                message: Some("the search answer could not be read".into()),
+                correlation_id: ErrorDetails::from_response(response).correlation_id,
+            };
+            log_failure(&failure, "search");
+            return self.fail_job(&Job::Search(batch), |_| failure.clone());
+        };
         let mut found: HashMap<String, CurrentUser> = HashMap::new();
         let results = body
             .get("results")
@@ -716,7 +769,21 @@ impl UserUpdate {
         let mut rows: Vec<u32> = rows.into_iter().collect();
         rows.sort_unstable();
         for row in rows {
-            self.try_plan(Timestamp::ZERO, row, false);
+            self.try_plan(now, row, false);
+        }
+    }
+
+    /// A search has its final answer: once none is left, the PATCHes that change e-mails go.
+    fn search_settled(&mut self, now: Timestamp, batch: u32) {
+        if batch as usize >= self.searches.len() {
+            return;
+        }
+        self.searches_open = self.searches_open.saturating_sub(1);
+        if self.searches_open > 0 {
+            return;
+        }
+        for (row, after_conflict) in std::mem::take(&mut self.deferred) {
+            self.try_plan(now, row, after_conflict);
         }
     }
 
@@ -793,6 +860,17 @@ impl UserUpdate {
                 self.rows[row as usize].user = Some(user);
                 self.try_plan(now, row, true);
             }
+            None if response.status().is_success() => {
+                let failure = RowOutcome::Failed {
+                    user_id,
+                    status: response.status().as_u16(),
+                    code: Some("unreadable.user".into()),
+                    message: Some("the user could not be read".into()),
+                    correlation_id: ErrorDetails::from_response(response).correlation_id,
+                };
+                log_failure(&failure, "read");
+                self.finish(row, failure);
+            }
             _ => {
                 let failure = RowOutcome::failed(user_id, response);
                 log_failure(&failure, "read");
@@ -809,12 +887,12 @@ impl UserUpdate {
             let answered = serde_json::from_slice(response.body())
                 .ok()
                 .and_then(|value: Value| CurrentUser::from_json(&value).ok());
-            let (Some(sent), Some(answered)) = (sent, answered) else {
+            let Some(sent) = sent else {
                 let outcome = RowOutcome::Failed {
                     user_id,
                     status: status.as_u16(),
                     code: Some("unreadable.user".into()),
-                    message: Some("the PATCH was accepted but its answer could not be read".into()),
+                    message: Some("the PATCH was accepted for a user never read".into()),
                     correlation_id: ErrorDetails::from_response(response).correlation_id,
                 };
                 return self.finish(row, outcome);
@@ -831,6 +909,22 @@ impl UserUpdate {
                     .collect()
             };
             slot.applied.extend(applied);
+            let Some(answered) = answered else {
+                // Accepted, so the change is made; only the new version is unknown. Reading the
+                // user again learns it (and plans a `state` PATCH still owed), where calling the
+                // row failed would hide a write from the report and from `revert`.
+                tracing::info!(
+                    user_id = user_id.as_deref().unwrap_or(""),
+                    "the PATCH was accepted but its answer could not be read; reading the user"
+                );
+                return self.submit(
+                    now,
+                    Key {
+                        job: Job::Reread(row),
+                        replayed: false,
+                    },
+                );
+            };
             slot.user = Some(answered);
             // Only a `state` change may follow: it had to wait for a PATCH of its own.
             let pending_state = !state_only
@@ -933,6 +1027,10 @@ impl UserUpdate {
                     version,
                 },
             );
+        }
+        if self.searches_open > 0 && changes.iter().any(|c| c.field == Field::Email) {
+            self.deferred.push((row, after_conflict));
+            return;
         }
         self.rows[row as usize].manager = manager;
         self.submit(

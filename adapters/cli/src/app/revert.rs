@@ -89,7 +89,8 @@ struct Write<'a> {
 /// answers a crash may have lost). Walking back from the latest, each write that ends at the
 /// version the next one started from belongs to the run; the values before the earliest of them
 /// are what the user goes back to, and the latest one's version is the one to expect. Users whose
-/// last outcome says the server refused the write are left out: nothing of theirs landed.
+/// last outcome says the server refused the write (a 4xx) are left out: nothing of theirs
+/// landed.
 fn revert_rows(file: &str, loaded: &Loaded) -> (Vec<ChangeRow>, HashMap<String, u64>) {
     let file: Arc<str> = Arc::from(file);
     let mut writes: HashMap<&str, Vec<Write<'_>>> = HashMap::new();
@@ -116,9 +117,14 @@ fn revert_rows(file: &str, loaded: &Loaded) -> (Vec<ChangeRow>, HashMap<String, 
             let line = last_line.entry(user_id).or_default();
             if recorded.journal_line > *line {
                 *line = recorded.journal_line;
+                // A 4xx (or a conflict every time) refused the write; a 2xx or a 5xx may have
+                // made it, and the version each revert expects leaves alone a user it did not.
                 let no_write = matches!(
                     outcome,
-                    RowOutcome::Failed { .. } | RowOutcome::ConflictGaveUp { .. }
+                    RowOutcome::Failed {
+                        status: 400..=499,
+                        ..
+                    } | RowOutcome::ConflictGaveUp { .. }
                 );
                 refused.insert(user_id, no_write);
             }
@@ -127,7 +133,9 @@ fn revert_rows(file: &str, loaded: &Loaded) -> (Vec<ChangeRow>, HashMap<String, 
     for (journal_line, patch) in &loaded.patches {
         writes.entry(&patch.user_id).or_default().push(Write {
             from: patch.version,
-            to: patch.version + 1,
+            // A journal is a file anyone can edit: a version at the end of the range is damage,
+            // not a reason to overflow.
+            to: patch.version.saturating_add(1),
             changes: &patch.changes,
             journal_line: *journal_line,
             confirmed: false,
@@ -303,6 +311,36 @@ mod tests {
         ]);
         let (rows, _) = revert_rows("j.jsonl", &loaded);
         assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn a_patch_accepted_with_an_unreadable_answer_is_reverted() {
+        // A 2xx the machine could not read, or a 5xx, may have made the change: the version the
+        // revert expects decides, not the outcome.
+        for status in [200, 503] {
+            let (_dir, loaded) = journal_with(&[
+                patch(4, Field::Title, "Agent", "Lead"),
+                row(RowOutcome::Failed {
+                    user_id: Some("u1".into()),
+                    status,
+                    code: Some("unreadable.user".into()),
+                    message: None,
+                    correlation_id: None,
+                }),
+            ]);
+            let (rows, versions) = revert_rows("j.jsonl", &loaded);
+            assert_eq!(rows.len(), 1, "{status}");
+            assert_eq!(rows[0].desired.title.as_deref(), Some("Agent"));
+            assert_eq!(versions["u1"], 5);
+        }
+    }
+
+    #[test]
+    fn a_version_at_the_end_of_the_range_is_no_overflow() {
+        let (_dir, loaded) = journal_with(&[patch(u64::MAX, Field::Title, "Agent", "Lead")]);
+        let (rows, versions) = revert_rows("j.jsonl", &loaded);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(versions["u1"], u64::MAX);
     }
 
     fn change(field: Field, before: &str, after: &str) -> FieldChange {
