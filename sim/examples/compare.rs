@@ -2,7 +2,8 @@
 //! each took: `cargo run --release -p gcbulk-sim --example compare -- --scenario steady`.
 //!
 //! Options: `--scenario NAME|FILE|all` (default `all`), `--seed N` (default 1),
-//! `--format table|json` (default `table`), `--list`.
+//! `--format table|json` (default `table`), `--plot PATH` (with one scenario, the SVG file to
+//! write; with `all`, a folder that gets one `NAME.svg` per scenario), `--list`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -13,11 +14,12 @@
     reason = "the example reports how long each simulation took on this machine"
 )]
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use gcbulk_sim::baseline::Strategy;
-use gcbulk_sim::compare::{Format, compare_cli, list_cli, run_one};
+use gcbulk_sim::compare::{Format, compare_and_plot, list_cli, run_one};
 use gcbulk_sim::scenario;
 
 fn main() -> ExitCode {
@@ -26,13 +28,14 @@ fn main() -> ExitCode {
     let mut seed = 1;
     let mut format = Format::Table;
     let mut only: Option<String> = None;
+    let mut plot: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         let value = match arg.as_str() {
             "--list" => {
                 print!("{}", list_cli());
                 return ExitCode::SUCCESS;
             }
-            "--scenario" | "--seed" | "--format" | "--strategy" => args.next(),
+            "--scenario" | "--seed" | "--format" | "--strategy" | "--plot" => args.next(),
             other => {
                 eprintln!("unknown argument {other:?}");
                 return ExitCode::FAILURE;
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--scenario" => name = value,
             "--strategy" => only = Some(value),
+            "--plot" => plot = Some(PathBuf::from(value)),
             "--seed" => match value.parse() {
                 Ok(n) => seed = n,
                 Err(_) => {
@@ -62,7 +66,8 @@ fn main() -> ExitCode {
         }
     }
 
-    let names: Vec<String> = if name == "all" {
+    let all = name == "all";
+    let names: Vec<String> = if all {
         scenario::names()
             .into_iter()
             .map(|(name, _)| name)
@@ -103,8 +108,21 @@ fn main() -> ExitCode {
     }
     for name in names {
         let started = Instant::now();
-        match compare_cli(&name, seed, format) {
-            Ok(text) => print!("{text}"),
+        match compare_and_plot(&name, seed, format, plot.is_some()) {
+            Ok((text, picture)) => {
+                print!("{text}");
+                if let (Some(plot), Some(picture)) = (&plot, picture) {
+                    let path = if all {
+                        plot.join(format!("{name}.svg"))
+                    } else {
+                        plot.clone()
+                    };
+                    if let Err(error) = write(&path, &picture) {
+                        eprintln!("cannot write {}: {error}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::FAILURE;
@@ -116,4 +134,11 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, text)
 }

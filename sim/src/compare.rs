@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gcbulk_core::change::ChangeRow;
-use gcbulk_core::genesys::{Credentials, RowReport, Secret, WorkflowConfig};
+use gcbulk_core::genesys::{Credentials, RowOutcome, RowReport, Secret, WorkflowConfig};
 use gcbulk_core::rng::Rng;
 use gcbulk_core::sched::{
     AttemptId, HandleError, RetryAfter, TransportError, WaitReason, retry_after,
@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::{Setup, Strategy};
 use crate::drive::Harness;
 use crate::model::OAuthClient;
-use crate::scenario::{self, Scenario, ScenarioError};
+use crate::plot::{self, Timeline};
+use crate::scenario::{self, Replay, Scenario, ScenarioError};
 
 /// Most passes a client makes over its rows.
 pub const MAX_PASSES: u32 = 5;
@@ -130,16 +131,62 @@ pub enum Error {
     /// The result could not be written as JSON.
     #[error("cannot write the comparison: {0}")]
     Json(#[from] serde_json::Error),
+    /// The plot could not be drawn.
+    #[error("cannot draw the plot: {0}")]
+    Plot(#[from] plot::PlotError),
 }
 
 /// `gcbulk sim compare`: the named preset (or scenario file) compared, written as asked.
 pub fn compare_cli(scenario: &str, seed: u64, format: Format) -> Result<String, Error> {
-    let scenario = scenario::find(scenario)?;
-    let comparison = run(&scenario, seed)?;
-    match format {
-        Format::Table => Ok(comparison.table()),
-        Format::Json => Ok(serde_json::to_string_pretty(&comparison)? + "\n"),
-    }
+    Ok(compare_and_plot(scenario, seed, format, false)?.0)
+}
+
+/// As [`compare_cli`], and with `plot` also the comparison drawn as an SVG picture
+/// ([`plot::svg`]): the text, then the picture.
+pub fn compare_and_plot(
+    scenario: &str,
+    seed: u64,
+    format: Format,
+    plot: bool,
+) -> Result<(String, Option<String>), Error> {
+    let scenario = find_scenario(scenario)?;
+    let (comparison, timelines) = run_recorded(&scenario, seed, &Strategy::ALL, plot)?;
+    let text = match format {
+        Format::Table => comparison.table(),
+        Format::Json => serde_json::to_string_pretty(&comparison)? + "\n",
+    };
+    let picture = match plot {
+        true => Some(plot::svg(&scenario, &comparison, &timelines)?),
+        false => None,
+    };
+    Ok((text, picture))
+}
+
+/// A preset by name, a scenario file, or a bare recorded trace (`[{"at_s", "status",
+/// "headers"}]`, as `gcbulk update --trace` writes it), which is played back over `steady`.
+pub fn find_scenario(name_or_path: &str) -> Result<Scenario, Error> {
+    let error = match scenario::find(name_or_path) {
+        Ok(scenario) => return Ok(scenario),
+        Err(error @ ScenarioError::Parse(_)) => error,
+        Err(error) => return Err(error.into()),
+    };
+    let path = std::path::Path::new(name_or_path);
+    let text = std::fs::read_to_string(path).map_err(ScenarioError::Io)?;
+    let Ok(replay) = Replay::from_json(&text) else {
+        return Err(error.into());
+    };
+    let mut scenario = scenario::steady();
+    scenario.name = path.file_stem().map_or_else(
+        || "trace".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    scenario.description = format!(
+        "steady, with the {} answers recorded in {} played back",
+        replay.entries.len(),
+        path.display()
+    );
+    scenario.replay = Some(replay);
+    Ok(scenario)
 }
 
 /// `gcbulk sim list`: the presets, one a line, with what each shows.
@@ -162,13 +209,24 @@ pub fn run_strategies(
     seed: u64,
     strategies: &[Strategy],
 ) -> Result<Comparison, Error> {
+    Ok(run_recorded(scenario, seed, strategies, false)?.0)
+}
+
+/// As [`run_strategies`], with each strategy's [`Timeline`] when `record` is set (else the
+/// timelines are empty), in the order of `strategies`.
+pub fn run_recorded(
+    scenario: &Scenario,
+    seed: u64,
+    strategies: &[Strategy],
+    record: bool,
+) -> Result<(Comparison, Vec<Timeline>), Error> {
     scenario.validate()?;
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(strategies.len())
         .max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<StrategyResult, Error>>> =
+    let mut results: Vec<Option<Result<(StrategyResult, Timeline), Error>>> =
         (0..strategies.len()).map(|_| None).collect();
     let slots = std::sync::Mutex::new(&mut results);
 
@@ -180,7 +238,8 @@ pub fn run_strategies(
                     let Some(&strategy) = strategies.get(index) else {
                         break;
                     };
-                    let result = run_one(scenario, strategy, seed);
+                    let result = simulate_with(scenario, strategy, seed, false, record)
+                        .map(|outcome| (outcome.result(strategy), outcome.timeline));
                     if let Ok(mut slots) = slots.lock() {
                         slots[index] = Some(result);
                     }
@@ -191,8 +250,9 @@ pub fn run_strategies(
 
     let lower_bound_s = scenario.lower_bound_secs();
     let mut rows = Vec::new();
+    let mut timelines = Vec::new();
     for (result, strategy) in results.into_iter().zip(strategies) {
-        let mut row = match result {
+        let (mut row, timeline) = match result {
             Some(result) => result?,
             None => unreachable!("every strategy was run: {strategy}"),
         };
@@ -202,13 +262,15 @@ pub fn run_strategies(
             1.0
         };
         rows.push(row);
+        timelines.push(timeline);
     }
-    Ok(Comparison {
+    let comparison = Comparison {
         scenario: scenario.name.clone(),
         seed,
         lower_bound_s,
         strategies: rows,
-    })
+    };
+    Ok((comparison, timelines))
 }
 
 /// Runs one strategy on `scenario`.
@@ -235,11 +297,13 @@ pub struct Outcome {
     pub requests: u64,
     /// 429s they received.
     pub throttled: u64,
+    /// What was sent and answered when, all clients together; empty unless asked for.
+    pub timeline: Timeline,
 }
 
 /// Runs one strategy on `scenario`, keeping everything for inspection.
 pub fn simulate(scenario: &Scenario, strategy: Strategy, seed: u64) -> Result<Outcome, Error> {
-    simulate_with(scenario, strategy, seed, false)
+    simulate_with(scenario, strategy, seed, false, false)
 }
 
 /// As [`simulate`], recording every request and answer in the harness's trace.
@@ -248,7 +312,16 @@ pub fn simulate_traced(
     strategy: Strategy,
     seed: u64,
 ) -> Result<Outcome, Error> {
-    simulate_with(scenario, strategy, seed, true)
+    simulate_with(scenario, strategy, seed, true, false)
+}
+
+/// As [`simulate`], keeping the [`Timeline`] a plot draws.
+pub fn simulate_timeline(
+    scenario: &Scenario,
+    strategy: Strategy,
+    seed: u64,
+) -> Result<Outcome, Error> {
+    simulate_with(scenario, strategy, seed, false, true)
 }
 
 fn simulate_with(
@@ -256,6 +329,7 @@ fn simulate_with(
     strategy: Strategy,
     seed: u64,
     trace: bool,
+    timeline: bool,
 ) -> Result<Outcome, Error> {
     let mut rng = Rng::from_seed(seed ^ strategy_salt(strategy));
     let mut harness = Harness::new(scenario.server(seed));
@@ -278,7 +352,10 @@ fn simulate_with(
     let mut clocks = Vec::new();
     let mut records = Vec::new();
     for rows in scenario.rows() {
-        let clock = Rc::new(RefCell::new(ItemClock::default()));
+        let clock = Rc::new(RefCell::new(ItemClock {
+            timeline: timeline.then(Timeline::default),
+            ..ItemClock::default()
+        }));
         let record = Rc::new(RefCell::new(PassRecord::default()));
         let setup = Setup {
             config: workflow_config(&credentials),
@@ -329,6 +406,22 @@ fn simulate_with(
         .iter()
         .map(|r| r.borrow().first_pass_failed)
         .collect();
+    let mut merged = Timeline::default();
+    if timeline {
+        for (client, clock) in clocks.iter().enumerate() {
+            if let Some(recorded) = clock.borrow_mut().timeline.take() {
+                merged.extend(recorded);
+            }
+            merged.updated.extend(
+                harness
+                    .outputs(client)
+                    .iter()
+                    .filter(|(_, report)| matches!(report.outcome, RowOutcome::Updated { .. }))
+                    .map(|(at, _)| at.as_secs_f64()),
+            );
+        }
+        merged.sort();
+    }
     Ok(Outcome {
         harness,
         items,
@@ -336,6 +429,7 @@ fn simulate_with(
         first_pass_failed,
         requests,
         throttled,
+        timeline: merged,
     })
 }
 
@@ -622,6 +716,8 @@ struct ItemClock {
     last: HashMap<String, Timestamp>,
     sent: u64,
     throttled: u64,
+    /// Every send and answer, when a plot is wanted.
+    timeline: Option<Timeline>,
 }
 
 /// Watches a client's requests to time each item: its PATCHes and single-user reads.
@@ -649,9 +745,15 @@ impl Machine for Observer {
         response: Response<Bytes>,
     ) -> Result<(), HandleError> {
         self.answered(now, attempt);
-        if response.status() == http::StatusCode::TOO_MANY_REQUESTS {
-            self.clock.borrow_mut().throttled += 1;
+        let status = response.status();
+        let mut clock = self.clock.borrow_mut();
+        if status == http::StatusCode::TOO_MANY_REQUESTS {
+            clock.throttled += 1;
         }
+        if let Some(timeline) = &mut clock.timeline {
+            timeline.answered(now.as_secs_f64(), status.as_u16());
+        }
+        drop(clock);
         self.inner.handle_response(now, attempt, response)
     }
 
@@ -672,7 +774,12 @@ impl Machine for Observer {
     fn poll(&mut self, now: Timestamp) -> Action<RowReport> {
         let action = self.inner.poll(now);
         if let Action::Send(send) = &action {
-            self.clock.borrow_mut().sent += 1;
+            let mut clock = self.clock.borrow_mut();
+            clock.sent += 1;
+            if let Some(timeline) = &mut clock.timeline {
+                timeline.sent.push(now.as_secs_f64());
+            }
+            drop(clock);
             let path = send.request.uri().path();
             let single = path
                 .strip_prefix("/api/v2/users/")

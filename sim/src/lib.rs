@@ -13,6 +13,7 @@
 //! - [`baseline`]: the retry strategies people use today, rebuilt from their published
 //!   descriptions, running gcbulk's own workflow so that only retry and pacing differ.
 //! - [`compare`]: every strategy on one scenario, side by side (`gcbulk sim compare`).
+//! - [`plot`]: a comparison drawn as one SVG picture, a panel per strategy (`--plot`).
 //! - [`experiment`]: a published experiment (rate_throttle_client's) rebuilt on the model, to
 //!   check the simulator against its table.
 //!
@@ -27,4 +28,5 @@ pub mod drive;
 pub mod emulator;
 pub mod experiment;
 pub mod model;
+pub mod plot;
 pub mod scenario;
