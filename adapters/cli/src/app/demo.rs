@@ -96,6 +96,7 @@ pub(crate) fn demo(args: &DemoArgs, ui: &Ui) -> Result<Exit, Failure> {
             report: Some(report.clone()),
             ..RunArgs::default()
         },
+        trace: None,
     };
     let exit = update(&update_args, &env, ui);
     drop(cancel_burst);

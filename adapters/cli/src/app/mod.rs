@@ -18,7 +18,9 @@ mod record;
 mod report;
 mod revert;
 mod run;
+mod sim;
 mod target;
+mod trace;
 mod update;
 
 use args::{Cli, Command};
@@ -209,6 +211,7 @@ pub(crate) fn main(cli: Cli, ui: &Ui) -> Exit {
             watch_ctrl_c(ui);
             demo::demo(&args, ui)
         }
+        Command::Sim(args) => sim::sim(&args, ui),
     };
     match result {
         Ok(exit) => exit,

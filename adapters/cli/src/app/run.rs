@@ -22,6 +22,7 @@ use super::progress::Progress;
 use super::record::Recorder;
 use super::report::{self, Requests, Summary};
 use super::target::{Connection, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
+use super::trace::{Forward, Trace, Traced};
 use super::{Exit, Failure, Ui};
 
 /// Whether a row gave up only because the run was asked to stop: the core cancels what is
@@ -63,6 +64,15 @@ pub(crate) struct Job {
 
 /// Runs `job` to the end and prints what happened.
 pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
+    run_traced(job, None, ui)
+}
+
+/// As [`run`], recording every answer to `trace` when one is given ([`Trace`]).
+pub(crate) fn run_traced(
+    job: Job,
+    trace: Option<&std::path::Path>,
+    ui: &Ui,
+) -> Result<Exit, Failure> {
     let source_file: Arc<str> = Arc::from(job.input.path.as_str());
     let (mut journal, earlier, fresh) = open_journal(&job, ui)?;
 
@@ -113,7 +123,24 @@ pub(crate) fn run(job: Job, ui: &Ui) -> Result<Exit, Failure> {
         ..DriverOptions::default()
     })
     .map_err(|error| Failure::run(format!("cannot start the HTTP workers: {error}")))?;
-    let ran = driver.run_with(&mut recorder, &mut watcher);
+    let mut answers = trace.map(|_| Trace::default());
+    let ran = match &mut answers {
+        Some(answers) => driver.run_with(
+            &mut Traced::new(&mut recorder, answers),
+            &mut Forward(&mut watcher),
+        ),
+        None => driver.run_with(&mut recorder, &mut watcher),
+    };
+    if let (Some(path), Some(answers)) = (trace, answers) {
+        let count = answers.len();
+        match answers.write(path) {
+            Ok(()) => ui.note(&format!("trace: {count} answers in {}", path.display())),
+            Err(error) => ui.warn(&format!(
+                "cannot write the trace {}: {error}",
+                path.display()
+            )),
+        }
+    }
     let Watcher {
         progress,
         mut write_failure,

@@ -67,7 +67,7 @@ pub(crate) fn update(args: &UpdateArgs, env: &Environment, ui: &Ui) -> Result<Ex
         max_rate: args.run.max_rate,
         clear_empty: args.clear_empty,
     };
-    run::run(job, ui)
+    run::run_traced(job, args.trace.as_deref(), ui)
 }
 
 /// `path` with `suffix` added to its file name: `reorg.csv` → `reorg.csv.journal.jsonl`.
