@@ -409,3 +409,26 @@ fn a_wrong_secret_is_an_authentication_failure_not_a_crash() {
     insta::assert_snapshot!(report(&h));
     assert!(h.trace().iter().all(|l| !l.request.contains("/api/v2/")));
 }
+
+#[test]
+fn an_unreachable_login_host_leaves_the_rows_for_a_resumed_run() {
+    let intercept =
+        Box::new(|_: &mut Server, _, request: &http::Request<Bytes>| {
+            request.uri().path().ends_with("/oauth/token").then(|| {
+                gcbulk_sim::model::Reply::Reset {
+                    after: std::time::Duration::from_millis(5),
+                }
+            })
+        });
+    let h = run(
+        vec![by_email(2, "ada@acme.example", "Team Lead")],
+        Some(intercept),
+    );
+    let outcome = &h.outputs(0)[0].1.outcome;
+    assert!(
+        matches!(outcome, RowOutcome::GaveUp { reason, .. } if reason.contains("could not reach the login host")),
+        "{outcome:?}"
+    );
+    assert!(!outcome.is_settled());
+    assert!(h.trace().iter().all(|l| !l.request.contains("/api/v2/")));
+}

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::change::{ChangeRow, ManagerRef, Source, UserKey};
 
+/// The longest text gcbulk sends for one field. Genesys does not publish its limits; this is far
+/// above any real name or title and far below what a runaway cell (a pasted document) holds.
+pub const MAX_TEXT_CHARS: usize = 1_000;
+
 /// Why a row was refused before anything was sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -127,6 +131,33 @@ fn check_row(row: &ChangeRow) -> Result<(), Rejection> {
     {
         let reason = format!("{extension:?} is not an extension: use digits only");
         return Err(Rejection::new(Some("extension"), reason));
+    }
+    let texts = [
+        ("name", &desired.name),
+        ("email", &desired.email),
+        ("title", &desired.title),
+        ("department", &desired.department),
+        ("phone_work", &desired.phone_work),
+        ("extension", &desired.extension),
+        ("username", &desired.username),
+        ("preferred_name", &desired.preferred_name),
+    ];
+    for (field, value) in texts {
+        let Some(value) = value.as_deref() else {
+            continue;
+        };
+        if value.chars().count() > MAX_TEXT_CHARS {
+            let reason = format!(
+                "{} characters is too long (at most {MAX_TEXT_CHARS})",
+                value.chars().count()
+            );
+            return Err(Rejection::new(Some(field), reason));
+        }
+        if value.chars().any(char::is_control) {
+            let reason = "contains a control character (a line break, tab or escape); \
+                          remove it from the cell";
+            return Err(Rejection::new(Some(field), reason));
+        }
     }
     for (field, value) in [("name", &desired.name), ("username", &desired.username)] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -300,6 +331,47 @@ mod tests {
             ]
         );
         assert!(checked.accepted.is_empty());
+    }
+
+    #[test]
+    fn runaway_cells_and_control_characters_are_refused() {
+        let huge = Desired {
+            title: Some("x".repeat(MAX_TEXT_CHARS + 1)),
+            ..Desired::default()
+        };
+        let newline = Desired {
+            title: Some("Line1\nLine2".into()),
+            ..Desired::default()
+        };
+        let escape = Desired {
+            department: Some("\u{1b}[31mRED".into()),
+            ..Desired::default()
+        };
+        let longest = Desired {
+            title: Some("é".repeat(MAX_TEXT_CHARS)),
+            ..Desired::default()
+        };
+        let rows = vec![
+            row(2, email("a@x.example"), huge),
+            row(3, email("b@x.example"), newline),
+            row(4, email("c@x.example"), escape),
+            row(5, email("d@x.example"), longest),
+        ];
+        let checked = check(rows);
+        let fields: Vec<(u64, Option<&str>)> = checked
+            .rejected
+            .iter()
+            .map(|(r, why)| (r.source.line, why.field.as_deref()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (2, Some("title")),
+                (3, Some("title")),
+                (4, Some("department"))
+            ]
+        );
+        assert_eq!(checked.accepted.len(), 1);
     }
 
     #[test]

@@ -643,8 +643,23 @@ impl UserUpdate {
 
     fn on_gave_up(&mut self, job: &Job, reason: &GiveUpReason) {
         if *job == Job::Token {
-            let message = format!("could not get a token: {reason}");
-            self.fail_auth(None, message);
+            // The login host never answered (or kept failing): nothing says the credentials are
+            // wrong, so the rows are left for a resumed run rather than failed as refused.
+            let reason = format!("could not reach the login host for a token: {reason}");
+            tracing::error!(reason = %reason, "no token");
+            self.token = Token::Failed;
+            self.held.clear();
+            self.scheduler.cancel_queued();
+            for index in 0..self.rows.len() as u32 {
+                self.finish(
+                    index,
+                    RowOutcome::GaveUp {
+                        user_id: None,
+                        reason: reason.clone(),
+                        retry_after_s: None,
+                    },
+                );
+            }
             return;
         }
         let retry_after_s = match reason {
