@@ -6,8 +6,12 @@
 //! strategies: the time axis is shared (cut at two and a half times the bound or gcbulk's
 //! makespan, whichever is longer, so that a strategy stopped at the 24-hour horizon does not
 //! squash the rest; its title says how long it ran), and so is the rate axis (cut at four times
-//! the pace the bound implies, or above gcbulk's peak; a panel that goes higher says so).
-//! Rates are counted in bins of a fixed width, named in the title.
+//! the pace the bound implies once the server's first window or burst is spent; a panel that
+//! goes higher says so). Rates are counted in bins of a fixed width, named in the title.
+//!
+//! The lower bound is drawn as a line: what the server admits at once at time zero, then a
+//! steady pace to the bound. Under a fixed window the real best is a staircase that touches that
+//! line at each window's start; the line keeps the picture simple.
 //!
 //! Text is laid out by estimate (no font files are read), so every label is kept short and well
 //! inside its panel.
@@ -18,6 +22,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::compare::{Comparison, StrategyResult};
+use crate::model::ClientLimit;
 use crate::scenario::Scenario;
 
 /// What a strategy's clients sent and were answered, over one run; each in seconds of virtual
@@ -83,6 +88,8 @@ const PANEL_WIDTH: u32 = 540;
 const PANEL_HEIGHT: u32 = 390;
 /// The title's height.
 const HEADER_HEIGHT: u32 = 78;
+/// Points along a panel's users line.
+const SAMPLES: usize = 900;
 /// Bins across the time axis, about.
 const BINS: f64 = 150.0;
 /// Bin widths to choose from, in seconds.
@@ -95,12 +102,13 @@ const ACCEPTED: RGBColor = RGBColor(0, 140, 70);
 const THROTTLED: RGBColor = RGBColor(215, 35, 35);
 const UPDATED: RGBColor = RGBColor(30, 90, 200);
 const BOUND: RGBColor = RGBColor(0, 0, 0);
+const STORM: RGBColor = RGBColor(255, 232, 170);
 const GRID: RGBColor = RGBColor(228, 228, 228);
 const FAINT: RGBColor = RGBColor(90, 90, 90);
 const FONT: &str = "sans-serif";
 
 /// The axes every panel shares.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Axes {
     /// The time axis ends here, in seconds.
     x_max: f64,
@@ -112,10 +120,14 @@ struct Axes {
     users_max: f64,
     /// The lower bound, in seconds.
     bound: f64,
+    /// Users the server admits at once, at time zero.
+    start: f64,
     /// Users the server admits by the bound (all changed users, unless a daily limit caps it).
     reachable: f64,
     /// Requests a second the bound implies, when it is not zero.
     pace: Option<f64>,
+    /// The scenario's 429 storms, as start and end in seconds.
+    storms: Vec<(f64, f64)>,
 }
 
 /// Draws `comparison` (whose rows match `timelines` one for one) as an SVG document.
@@ -182,8 +194,17 @@ fn axes(scenario: &Scenario, comparison: &Comparison, timelines: &[Timeline]) ->
         admitted = admitted.min(after as f64);
     }
     let changed = scenario.org.changed as f64;
-    let reachable = changed * (admitted * (1.0 - error_share) / needed.max(1.0)).min(1.0);
-    let pace = (bound > 0.0).then(|| admitted / bound);
+    let users_per_request = (1.0 - error_share) * changed / needed.max(1.0);
+    let reachable = (admitted * users_per_request).min(changed);
+    // What the server admits at once (a window's limit, a GCRA's burst); the rest comes at the
+    // bound's pace, which is the slope of the bound's line and what the rate axis is scaled to.
+    let at_once = match scenario.server.rate_limit.per_client {
+        ClientLimit::FixedWindow { limit, .. } | ClientLimit::Gcra { limit, .. } => {
+            f64::from(limit).min(admitted)
+        }
+        ClientLimit::Unlimited => admitted,
+    };
+    let pace = (bound > 0.0).then(|| (admitted - at_once) / bound);
 
     let peak = |timeline: &Timeline| {
         rates(&timeline.sent, bin, x_max)
@@ -197,7 +218,12 @@ fn axes(scenario: &Scenario, comparison: &Comparison, timelines: &[Timeline]) ->
         .zip(timelines)
         .find(|(row, _)| row.name == "gcbulk")
         .map_or(0.0, |(_, timeline)| peak(timeline));
-    let cap = (4.0 * pace.unwrap_or(0.0)).max(1.25 * gcbulk_peak);
+    // A burst at the start (a GCRA's) or a sprint at the end would flatten everything else: the
+    // axis stops at four times the pace, and a panel that goes higher says so.
+    let cap = match pace {
+        Some(pace) if pace > 0.0 => 4.0 * pace,
+        _ => 1.25 * gcbulk_peak,
+    };
     let rate_max = round_up(if cap > 0.0 { highest.min(cap) } else { highest }.max(1.0));
 
     Axes {
@@ -206,8 +232,16 @@ fn axes(scenario: &Scenario, comparison: &Comparison, timelines: &[Timeline]) ->
         rate_max,
         users_max: round_up(changed.max(1.0)),
         bound,
+        start: (at_once * users_per_request).min(reachable),
         reachable,
         pace,
+        storms: scenario
+            .server
+            .rate_limit
+            .storms
+            .iter()
+            .map(|storm| (storm.start_secs, storm.end_secs))
+            .collect(),
     }
 }
 
@@ -290,6 +324,15 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style((FONT, 17))
         .label_style((FONT, 16))
         .draw()?;
+    for &(start, end) in &axes.storms {
+        let end = end.min(axes.x_max);
+        if start < end {
+            chart.draw_series([Rectangle::new(
+                [(start, 0.0), (end, axes.rate_max)],
+                STORM.filled(),
+            )])?;
+        }
+    }
     if let Some(pace) = axes.pace.filter(|pace| *pace <= axes.rate_max) {
         chart.draw_series(DashedLineSeries::new(
             [(0.0, pace), (axes.x_max, pace)],
@@ -312,9 +355,14 @@ fn draw_panel<DB: DrawingBackend>(
     }
     if peak > axes.rate_max {
         let (width, _) = top.dim_in_pixel();
+        let left = width as i32 - 198;
+        top.draw(&Rectangle::new(
+            [(left, 1), (width as i32 - 2, 23)],
+            WHITE.mix(0.85).filled(),
+        ))?;
         top.draw(&Text::new(
             format!("peaks at {} req/s, cut", short_number(peak)),
-            (width as i32 - 190, 4),
+            (left + 6, 4),
             (FONT, 16).into_font().color(&THROTTLED),
         ))?;
     }
@@ -337,13 +385,13 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style((FONT, 17))
         .label_style((FONT, 16))
         .draw()?;
-    let mut bound = vec![(0.0, 0.0), (axes.bound, axes.reachable)];
+    let mut bound = vec![(0.0, 0.0), (0.0, axes.start), (axes.bound, axes.reachable)];
     if axes.bound < axes.x_max {
         bound.push((axes.x_max, axes.reachable));
     }
     chart.draw_series(DashedLineSeries::new(bound, 6, 4, BOUND.stroke_width(1)))?;
     chart.draw_series(LineSeries::new(
-        cumulative(&timeline.updated, axes.x_max),
+        cumulative(&timeline.updated, axes.x_max, SAMPLES),
         UPDATED.stroke_width(2),
     ))?;
     Ok(())
@@ -357,7 +405,7 @@ fn draw_legend<DB: DrawingBackend>(
     let heading = (FONT, 22).into_font().style(FontStyle::Bold).color(&BLACK);
     area.draw(&Text::new("How to read a panel", (0, 0), heading))?;
     let label = (FONT, 19).into_font().color(&BLACK);
-    let entries: [(&str, ShapeStyle, bool); 6] = [
+    let mut entries: Vec<(&str, ShapeStyle, bool)> = vec![
         ("requests sent, a second", SENT.stroke_width(2), false),
         (
             "answered 2xx (accepted), a second",
@@ -381,6 +429,10 @@ fn draw_legend<DB: DrawingBackend>(
             true,
         ),
     ];
+    if !axes.storms.is_empty() {
+        entries.push(("a 429 storm", STORM.filled(), false));
+    }
+    let count = entries.len() as i32;
     for (index, (text, style, dashed)) in entries.into_iter().enumerate() {
         let y = 36 + 26 * index as i32;
         if style.filled {
@@ -410,7 +462,7 @@ fn draw_legend<DB: DrawingBackend>(
     ];
     let note = (FONT, 17).into_font().color(&FAINT);
     for (index, text) in notes.into_iter().enumerate() {
-        let y = 36 + 26 * 6 + 8 + 20 * index as i32;
+        let y = 36 + 26 * count + 8 + 20 * index as i32;
         area.draw(&Text::new(text, (0, y), note.clone()))?;
     }
     Ok(())
@@ -466,17 +518,16 @@ fn nonzero_runs(points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
     runs
 }
 
-/// How many of the sorted `times` had passed, as a step line up to `end`.
-fn cumulative(times: &[f64], end: f64) -> Vec<(f64, f64)> {
-    let mut points = vec![(0.0, 0.0)];
-    let mut count = 0.0;
-    for &at in times.iter().take_while(|at| **at <= end) {
-        points.push((at, count));
-        count += 1.0;
-        points.push((at, count));
-    }
-    points.push((end, count));
-    points
+/// How many of the sorted `times` had passed, at `samples` even steps from zero to `end`: finer
+/// than a panel's pixels, and far fewer points than one per user.
+fn cumulative(times: &[f64], end: f64, samples: usize) -> Vec<(f64, f64)> {
+    let samples = samples.max(1);
+    (0..=samples)
+        .map(|step| {
+            let at = end * step as f64 / samples as f64;
+            (at, times.partition_point(|time| *time <= at) as f64)
+        })
+        .collect()
 }
 
 /// `value` rounded up to one, two or five times a power of ten, or a multiple of the power just
@@ -564,17 +615,17 @@ mod tests {
     }
 
     #[test]
-    fn the_cumulative_line_climbs_one_at_a_time_and_stops_at_the_axis() {
-        let points = cumulative(&[1.0, 2.0, 50.0], 10.0);
+    fn the_cumulative_line_counts_what_had_passed_and_stops_at_the_axis() {
+        let points = cumulative(&[1.0, 2.0, 2.5, 50.0], 10.0, 5);
         assert_eq!(
             points,
             vec![
                 (0.0, 0.0),
-                (1.0, 0.0),
-                (1.0, 1.0),
-                (2.0, 1.0),
                 (2.0, 2.0),
-                (10.0, 2.0)
+                (4.0, 3.0),
+                (6.0, 3.0),
+                (8.0, 3.0),
+                (10.0, 3.0)
             ]
         );
     }
@@ -596,7 +647,7 @@ mod tests {
         let mut scenario = crate::scenario::steady();
         scenario.org.users = 120;
         scenario.org.changed = 120;
-        scenario.server.rate_limit.per_client = crate::model::ClientLimit::FixedWindow {
+        scenario.server.rate_limit.per_client = ClientLimit::FixedWindow {
             limit: 30,
             window_secs: 10,
         };
