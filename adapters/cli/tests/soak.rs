@@ -153,12 +153,11 @@ fn hostile_server() -> ServerConfig {
     };
     FaultPreset::Flaky.apply(&mut server);
     // The preset's chances are per request, set for Genesys' 300 a minute; at a hundred times
-    // that rate its bursts would overlap into an outage. A few short bursts a run (a long one
-    // at this rate drains the retry budget into minutes of debt: see
-    // `tests/tests/hostile.rs`), and more of the single faults, so each kind shows up.
+    // that rate its bursts would overlap into an outage. A few bursts a run, each hundreds of
+    // requests long at this rate, and more of the single faults, so each kind shows up.
     server.faults.burst_probability = 0.000_5;
-    server.faults.burst_min_ms = 20;
-    server.faults.burst_max_ms = 60;
+    server.faults.burst_min_ms = 200;
+    server.faults.burst_max_ms = 1_000;
     server.faults.server_error_probability = 0.02;
     server.faults.reset_probability = 0.01;
     server.faults.reset_after_apply_fraction = 0.5;

@@ -349,6 +349,8 @@ struct Item<K> {
     attempts: u32,
     failures: u32,
     throttled: u32,
+    /// The attempt in flight is a retry that drew a token from the budget.
+    charged: bool,
     last_delay: Duration,
     pushed_at: Timestamp,
     deadline: Timestamp,
@@ -361,7 +363,12 @@ struct LaneState {
     limiter: Limiter,
 }
 
-/// The retry budget's balance; may go into debt, which a retry then waits out.
+/// The retry budget: a token bucket each retry draws from as it is sent.
+///
+/// A retry that succeeds (or is merely throttled) gets its token back, so once the server is well
+/// again the retries queued during an outage flow at the pace of the run instead of trickling out
+/// at the refill rate. Only retries that fail again keep their tokens spent: at most `balance`
+/// retries are ever at risk against a failing server.
 #[derive(Debug)]
 struct Budget {
     config: BudgetConfig,
@@ -377,19 +384,30 @@ impl Budget {
             (self.balance + dt * self.config.refill_per_second).min(self.config.capacity);
     }
 
-    /// Spends one token and returns how long until the balance is out of debt.
-    fn spend(&mut self, now: Timestamp) -> Duration {
+    /// When a retry may be sent: `now` while a whole token is left, else when time alone refills
+    /// one (a success may bring that sooner).
+    fn token_at(&mut self, now: Timestamp) -> Timestamp {
         self.refill(now);
-        self.balance -= 1.0;
-        if self.balance >= 0.0 {
-            return Duration::ZERO;
+        if self.balance >= 1.0 {
+            return now;
         }
         let rate = self.config.refill_per_second;
         if rate > 0.0 {
-            Duration::from_secs_f64((-self.balance / rate).min(86_400.0 * 365.0))
+            now + Duration::from_secs_f64((1.0 - self.balance) / rate)
         } else {
-            Duration::from_secs(86_400 * 365)
+            Timestamp::FAR_FUTURE
         }
+    }
+
+    fn spend(&mut self, now: Timestamp) {
+        self.refill(now);
+        self.balance -= 1.0;
+    }
+
+    /// Returns a retry's token: the attempt did not fail.
+    fn refund(&mut self, now: Timestamp) {
+        self.refill(now);
+        self.balance = (self.balance + 1.0).min(self.config.capacity);
     }
 
     fn earn(&mut self, now: Timestamp) {
@@ -524,6 +542,7 @@ impl<K> Scheduler<K> {
             attempts: 0,
             failures: 0,
             throttled: 0,
+            charged: false,
             last_delay: Duration::ZERO,
             pushed_at: now,
             deadline,
@@ -568,7 +587,12 @@ impl<K> Scheduler<K> {
         if !seen.is_empty() {
             self.global.observe(now, &seen, self.in_flight);
         }
-        match self.config.classifier.classify(response.status()) {
+        let verdict = self.config.classifier.classify(response.status());
+        let charged = std::mem::take(&mut self.item_mut(slot).charged);
+        if charged && verdict != Verdict::Transient {
+            self.budget.refund(now);
+        }
+        match verdict {
             Verdict::Final => {
                 self.budget.earn(now);
                 self.global.on_accepted(now);
@@ -597,6 +621,8 @@ impl<K> Scheduler<K> {
         error: TransportError,
     ) -> Result<(), HandleError> {
         let slot = self.take_in_flight(attempt)?;
+        // A retry that failed again keeps its token spent.
+        self.item_mut(slot).charged = false;
         if error.is_retryable() {
             self.on_transient(now, slot, LastFailure::Transport(error), None);
         } else {
@@ -707,11 +733,19 @@ impl<K> Scheduler<K> {
                 continue;
             }
             let (lane_at, lane_reason) = self.lanes[lane].limiter.ready_at();
-            let (at, reason) = if lane_at > global_at {
+            let (mut at, mut reason) = if lane_at > global_at {
                 (lane_at, lane_reason)
             } else {
                 (global_at, global_reason)
             };
+            // A retry waits for a token; the lane waits behind it, so a failing server is not
+            // fed fresh work either.
+            if self.item(slot).failures > 0 {
+                let token_at = self.budget.token_at(now);
+                if token_at > at {
+                    (at, reason) = (token_at, WaitReason::RetryBudget);
+                }
+            }
 
             let pause = self
                 .global
@@ -724,6 +758,10 @@ impl<K> Scheduler<K> {
                 Some(GiveUpReason::RunDeadline)
             } else if at.max(now) > deadline {
                 Some(GiveUpReason::ItemDeadline)
+            } else if at == Timestamp::FAR_FUTURE && self.in_flight == 0 {
+                // A retry budget that never refills, and no answer left to earn it a token.
+                let attempts = self.item(slot).attempts;
+                Some(GiveUpReason::AttemptsExhausted { attempts })
             } else {
                 None
             };
@@ -756,6 +794,10 @@ impl<K> Scheduler<K> {
             .expect("queued slots hold items");
         item.state = State::InFlight(attempt);
         item.attempts += 1;
+        if item.failures > 0 {
+            item.charged = true;
+            self.budget.spend(now);
+        }
         let lane = item.lane;
         let request = item.request.clone();
         self.lane_mut(lane).limiter.on_send(now);
@@ -851,12 +893,10 @@ impl<K> Scheduler<K> {
         let delay = asked
             .filter(|wait| *wait <= self.config.give_up_after)
             .unwrap_or(backoff);
-        let debt = self.budget.spend(now);
-        let wake = now + delay.max(debt);
+        let wake = now + delay;
         tracing::debug!(
             attempt = item.attempts,
-            delay_ms = delay.max(debt).as_millis() as u64,
-            budget_wait = debt > delay,
+            delay_ms = delay.as_millis() as u64,
             "retrying after a transient failure"
         );
         let deadline = item
@@ -873,14 +913,9 @@ impl<K> Scheduler<K> {
         }
         item.last_delay = delay;
         item.last_failure = Some(Box::new(failure));
-        let reason = if debt > delay {
-            WaitReason::RetryBudget
-        } else {
-            WaitReason::Backoff
-        };
         item.state = State::Sleeping {
             until: wake,
-            reason,
+            reason: WaitReason::Backoff,
         };
         self.sleeper_counter += 1;
         self.sleepers
@@ -946,6 +981,12 @@ impl<K> Scheduler<K> {
     fn item(&self, slot: u32) -> &Item<K> {
         self.slots[slot as usize]
             .as_ref()
+            .expect("live slots hold items")
+    }
+
+    fn item_mut(&mut self, slot: u32) -> &mut Item<K> {
+        self.slots[slot as usize]
+            .as_mut()
             .expect("live slots hold items")
     }
 

@@ -104,10 +104,13 @@ impl Backoff {
     }
 }
 
-/// A token bucket that limits retries: each retry spends a token, each success earns a fraction
-/// of one, and time refills it slowly. When it is empty, a retry waits for a token, so a failing
-/// server sees a trickle of retries instead of a flood. Throttling (429) is not charged: it is
-/// paced by the server's own `Retry-After`.
+/// A token bucket that limits retries: each retry takes a token as it is sent and gets it back
+/// unless it fails again; each success earns a fraction of one, and time refills it slowly. When
+/// it is empty, the retry at the head of its lane waits for a token (and the lane behind it), so a
+/// failing server sees a trickle of retries instead of a flood, while a server that is well again
+/// gets them back at full pace. Throttling (429) is not charged: it is paced by the server's own
+/// `Retry-After`. With `refill_per_second` at zero, a retry that finds the bucket empty with
+/// nothing in flight gives up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BudgetConfig {
     /// The most tokens the bucket holds (and starts with).

@@ -325,29 +325,81 @@ fn an_empty_retry_budget_makes_retries_wait() {
         ..quiet_config()
     };
     let mut s = Scheduler::new(config, 1);
-    for id in 0..2 {
+    for id in 0..3 {
         s.push(Timestamp::ZERO, id, get(id));
     }
-    let a = expect_send(s.poll(Timestamp::ZERO));
-    let b = expect_send(s.poll(Timestamp::ZERO));
-    s.handle_response(Timestamp::ZERO, a.attempt, response(503, &[]))
-        .unwrap();
-    s.handle_response(Timestamp::ZERO, b.attempt, response(503, &[]))
-        .unwrap();
-    // The first retry spends the only token and waits its 1 s backoff; the second owes a token
-    // that takes 4 s to refill.
+    let attempts: Vec<_> = (0..3)
+        .map(|_| expect_send(s.poll(Timestamp::ZERO)).attempt)
+        .collect();
+    for attempt in attempts {
+        s.handle_response(Timestamp::ZERO, attempt, response(503, &[]))
+            .unwrap();
+    }
+    // Every retry waits its 1 s backoff; the first takes the only token.
     let Action::WaitUntil { at, reason } = s.poll(Timestamp::ZERO) else {
         panic!()
     };
     assert_eq!((at, reason), (Timestamp::from_secs(1), WaitReason::Backoff));
-    let _first_retry = expect_send(s.poll(at));
+    let first = expect_send(s.poll(at));
+    // The next needs a token that time alone refills in 4 s.
     let Action::WaitUntil { at, reason } = s.poll(at) else {
         panic!()
     };
     assert_eq!(
         (at, reason),
-        (Timestamp::from_secs(4), WaitReason::RetryBudget)
+        (Timestamp::from_secs(5), WaitReason::RetryBudget)
     );
+    // It fails again and keeps its token spent: after its own backoff it waits for the token too.
+    let later = Timestamp::from_millis(1_100);
+    s.handle_response(later, first.attempt, response(503, &[]))
+        .unwrap();
+    let Action::WaitUntil { at, reason } = s.poll(later) else {
+        panic!()
+    };
+    assert_eq!(
+        (at, reason),
+        (Timestamp::from_millis(3_100), WaitReason::Backoff)
+    );
+    let Action::WaitUntil { at, reason } = s.poll(at) else {
+        panic!()
+    };
+    assert_eq!(
+        (at, reason),
+        (Timestamp::from_secs(5), WaitReason::RetryBudget)
+    );
+    // A retry that succeeds hands its token back, so the one behind it goes at once.
+    let again = expect_send(s.poll(at));
+    s.handle_response(at, again.attempt, response(200, &[]))
+        .unwrap();
+    assert!(matches!(s.poll(at), Action::Done(_)));
+    let next = expect_send(s.poll(at));
+    assert_ne!(next.attempt.slot(), again.attempt.slot());
+}
+
+#[test]
+fn a_retry_budget_that_never_refills_gives_up_rather_than_hang() {
+    let config = Config {
+        budget: BudgetConfig {
+            capacity: 0.0,
+            earn_per_success: 0.0,
+            refill_per_second: 0.0,
+        },
+        ..quiet_config()
+    };
+    let mut s = Scheduler::new(config, 1);
+    s.push(Timestamp::ZERO, 0, get(0));
+    let send = expect_send(s.poll(Timestamp::ZERO));
+    s.handle_response(Timestamp::ZERO, send.attempt, response(503, &[]))
+        .unwrap();
+    let at = Timestamp::from_secs(1);
+    let done = expect_done(s.poll(at));
+    assert!(matches!(
+        done.outcome,
+        Outcome::GaveUp {
+            reason: GiveUpReason::AttemptsExhausted { attempts: 1 },
+            ..
+        }
+    ));
 }
 
 #[test]
