@@ -31,6 +31,8 @@ use support::{Finished, gcbulk, poll_until, scratch, write};
 
 const USERS: usize = 5_000;
 const KILLS: usize = 5;
+/// Longest a resumed run may take; one takes a few seconds.
+const RESUME_LIMIT: Duration = Duration::from_secs(180);
 const TITLES: [&str; 6] = [
     "Agent",
     "Senior Agent",
@@ -295,13 +297,31 @@ fn killed_and_resumed_under_every_fault_each_row_is_applied_once() {
     let mut finished = None;
     for _ in 0..5 {
         let mut running = spawn(dir.path(), &url, true, true);
-        let mut stderr = String::new();
-        if let Some(mut pipe) = running.0.stderr.take() {
-            std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+        let pipe = running.0.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = pipe {
+                std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+            }
+            stderr
+        });
+        // A run that never ends is a bug of its own; fail with what it said instead of hanging.
+        let mut status = None;
+        let ended = poll_until(RESUME_LIMIT, || {
+            status = running.0.try_wait().unwrap();
+            status.is_some()
+        });
+        if !ended {
+            running.0.kill().unwrap();
+            running.0.wait().unwrap();
         }
-        let status = running.0.wait().unwrap();
+        let stderr = reader.join().unwrap();
+        assert!(
+            ended,
+            "a resumed run was still going after {RESUME_LIMIT:?}:\n{stderr}"
+        );
         let done = Finished {
-            code: status.code(),
+            code: status.and_then(|status| status.code()),
             stdout: String::new(),
             stderr,
         };
