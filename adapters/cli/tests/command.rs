@@ -613,6 +613,52 @@ fn revert_restores_the_org_and_spares_users_changed_since() {
     }
 }
 
+/// The text under `--journal <PATH>` in a subcommand's `--help`.
+fn journal_help(dir: &std::path::Path, subcommand: &str) -> String {
+    let help = run(gcbulk(dir).args([subcommand, "--help"]));
+    help.expect_code(0);
+    // The paragraph under the option, as one line however the terminal wrapped it.
+    let words: Vec<&str> = help
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("--journal <PATH>"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    words.join(" ")
+}
+
+#[test]
+fn the_help_names_the_journals_update_and_revert_write() {
+    let emulator = start(fast_server(), sample_users());
+    let url = emulator.base_url();
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(20));
+    run(gcbulk(dir.path()).args(["update", "head.csv", "--api-base", &url]));
+    run(gcbulk(dir.path()).args(["revert", "head.csv.journal.jsonl"])).expect_code(0);
+    let mut written: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".jsonl"))
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        ["head.csv.journal.jsonl", "head.csv.journal.revert.jsonl"]
+    );
+
+    // Each help names the path the command just used, X being head.csv.
+    let update = journal_help(dir.path(), "update");
+    assert!(update.contains("INPUT.journal.jsonl"), "{update}");
+    let revert = journal_help(dir.path(), "revert");
+    assert!(
+        revert.contains("X.journal.jsonl → X.journal.revert.jsonl"),
+        "{revert}"
+    );
+    assert!(!revert.contains("INPUT.journal.jsonl"), "{revert}");
+}
+
 #[test]
 fn hostile_csvs_name_the_line_and_send_nothing_for_bad_rows() {
     let users = sample_users();

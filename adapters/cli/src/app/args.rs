@@ -63,6 +63,10 @@ Examples:
   gcbulk update reorg.csv --region us-east-1 --resume
   gcbulk update changes.jsonl --api-base http://127.0.0.1:8080 --concurrency 4 --max-rate 3";
 
+/// `--journal` as `gcbulk revert` uses it: see `revert::default_journal`.
+const REVERT_JOURNAL_HELP: &str = "The revert's own journal [default: beside the journal it \
+    reverts, .jsonl replaced by .revert.jsonl: X.journal.jsonl → X.journal.revert.jsonl]";
+
 const SIM_LONG_ABOUT: &str = "\
 Run gcbulk and ten retry strategies people use today (the seed tutorial's script, the Genesys
 Java and Go SDKs, the Terraform provider, full jitter, AWS standard and adaptive, Heroku's
@@ -124,7 +128,8 @@ pub(crate) enum Command {
         reported as changed_since and left alone. The revert keeps a journal of its own, so it \
         can be resumed, and reverted in turn.",
         after_long_help = "Examples:\n  gcbulk revert reorg.csv.journal.jsonl --dry-run\n  \
-        gcbulk revert reorg.csv.journal.jsonl --report revert.json"
+        gcbulk revert reorg.csv.journal.jsonl --report revert.json",
+        mut_arg("journal", |arg| arg.help(REVERT_JOURNAL_HELP))
     )]
     Revert(RevertArgs),
 
@@ -454,6 +459,48 @@ mod tests {
         assert!(parsed.is_err());
         let parsed = Cli::try_parse_from(["gcbulk", "update", "x.csv", "--login-base", "http://x"]);
         assert!(parsed.is_err(), "--login-base needs --api-base");
+    }
+
+    /// The `--journal` text of a subcommand's `--help`.
+    fn journal_help(subcommand: &str) -> String {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut(subcommand)
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        // The paragraph under the option, as one line however the terminal wrapped it.
+        let words: Vec<&str> = help
+            .lines()
+            .skip_while(|l| !l.contains("--journal <PATH>"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        words.join(" ")
+    }
+
+    #[test]
+    fn the_journal_help_names_the_default_each_command_uses() {
+        use std::path::Path;
+
+        let update = journal_help("update");
+        assert!(update.contains("INPUT.journal.jsonl"), "{update}");
+        assert_eq!(
+            super::super::update::beside(Path::new("X"), ".journal.jsonl"),
+            Path::new("X.journal.jsonl")
+        );
+
+        let revert = journal_help("revert");
+        assert!(!revert.contains("INPUT"), "{revert}");
+        assert!(
+            revert.contains("X.journal.jsonl → X.journal.revert.jsonl"),
+            "{revert}"
+        );
+        assert_eq!(
+            super::super::revert::default_journal(Path::new("X.journal.jsonl")),
+            Path::new("X.journal.revert.jsonl")
+        );
     }
 
     #[test]

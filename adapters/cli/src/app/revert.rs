@@ -6,6 +6,7 @@
 //! reported as changed since and left alone rather than overwritten.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gcbulk_core::change::{ChangeRow, Desired, ManagerRef, Source, UserKey, UserState};
@@ -45,11 +46,6 @@ pub(crate) fn revert(args: &RevertArgs, env: &Environment, ui: &Ui) -> Result<Ex
         ));
         return Ok(Exit::Applied);
     }
-    let default_journal = {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-        path.with_file_name(format!("{stem}.revert.jsonl"))
-    };
     let job = Job {
         command: "revert",
         input: InputInfo {
@@ -63,13 +59,26 @@ pub(crate) fn revert(args: &RevertArgs, env: &Environment, ui: &Ui) -> Result<Ex
         connection,
         dry_run: args.run.dry_run,
         resume: args.run.resume,
-        journal: args.run.journal.clone().unwrap_or(default_journal),
+        journal: args
+            .run
+            .journal
+            .clone()
+            .unwrap_or_else(|| default_journal(path)),
         report: args.run.report.clone(),
         concurrency: args.run.concurrency,
         max_rate: args.run.max_rate,
         clear_empty: false,
     };
     run::run(job, ui)
+}
+
+/// Where a revert keeps its own journal unless told: beside the journal it reverts, `.jsonl`
+/// replaced by `.revert.jsonl` (`reorg.csv.journal.jsonl` → `reorg.csv.journal.revert.jsonl`).
+/// The help text of `--journal` says so (`args::REVERT_JOURNAL_HELP`).
+pub(crate) fn default_journal(reverted: &Path) -> PathBuf {
+    let name = reverted.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    reverted.with_file_name(format!("{stem}.revert.jsonl"))
 }
 
 /// A write the journal shows, or announces: from one version of a user to a later one.
