@@ -928,10 +928,60 @@ fn a_journal_is_never_overwritten_nor_resumed_for_another_sheet() {
     again.expect_code(2);
     assert!(again.stderr.contains("--resume"), "{}", again.stderr);
 
+    // Another sheet pointed at this journal is told whose journal it is, and the way on.
+    write(dir.path(), "other.csv", &sample_sheet_head(7));
+    let other = run(gcbulk(dir.path()).args([
+        "update",
+        "other.csv",
+        "--api-base",
+        &url,
+        "--journal",
+        "head.csv.journal.jsonl",
+        "--resume",
+    ]));
+    other.expect_code(2);
+    assert!(
+        other
+            .stderr
+            .contains("belongs to another sheet: it is the journal of head.csv, not other.csv"),
+        "{}",
+        other.stderr
+    );
+    assert!(
+        other
+            .stderr
+            .contains("gcbulk update head.csv --resume --journal head.csv.journal.jsonl"),
+        "{}",
+        other.stderr
+    );
+    assert!(!other.stderr.contains("has changed"), "{}", other.stderr);
+
+    // The same sheet edited since is told it has changed, however it is named.
     write(dir.path(), "head.csv", &sample_sheet_head(6));
     let changed = run(gcbulk(dir.path()).args(args).arg("--resume"));
     changed.expect_code(2);
     assert!(changed.stderr.contains("has changed"), "{}", changed.stderr);
+    assert!(
+        !changed.stderr.contains("another sheet"),
+        "{}",
+        changed.stderr
+    );
+    let spelled = run(gcbulk(dir.path()).args([
+        "update",
+        "./head.csv",
+        "--api-base",
+        &url,
+        "--journal",
+        "head.csv.journal.jsonl",
+        "--resume",
+    ]));
+    spelled.expect_code(2);
+    assert!(spelled.stderr.contains("has changed"), "{}", spelled.stderr);
+
+    // And the sheet as it was resumes.
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let resumed = run(gcbulk(dir.path()).args(args).arg("--resume"));
+    assert_ne!(resumed.code, Some(2), "{}", resumed.stderr);
 }
 
 #[test]

@@ -274,12 +274,23 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>, 
 /// Refuses to resume a journal written for another sheet, organisation or command.
 fn check_same_run(job: &Job, header: &Header, path: &std::path::Path) -> Result<(), Failure> {
     let shown = path.display();
+    let (recorded, given) = (&header.input.path, &job.input.path);
+    if header.input.sha256 != job.input.sha256 && !same_sheet(recorded, given, path) {
+        return Err(Failure::usage(format!(
+            "{shown} belongs to another sheet: it is the journal of {recorded}, not {given}. To \
+             carry that run on, resume it with its own sheet: gcbulk {} {recorded} --resume \
+             --journal {shown}. To run {given}, give it a journal of its own: leave --journal \
+             out for the one beside it, or name a new --journal PATH",
+            header.command
+        )));
+    }
     if header.input.sha256 != job.input.sha256 {
         return Err(Failure::usage(format!(
-            "{shown} is the journal of {} as it was when that run started, and {} has changed \
-             since (its SHA-256 differs). Resuming would mix two sheets: run the new sheet with \
-             another --journal PATH",
-            header.input.path, job.input.path
+            "{shown} is the journal of {recorded} as it was when that run started, and {given} \
+             has changed since (its SHA-256 differs). Resuming would mix two versions of the \
+             sheet: to carry that run on, put the sheet back as it was; to apply the edited \
+             sheet, run it with another --journal PATH (after `gcbulk revert {shown}` if the \
+             first run should be undone)"
         )));
     }
     if header.target != job.connection.target.api_base {
@@ -295,6 +306,27 @@ fn check_same_run(job: &Job, header: &Header, path: &std::path::Path) -> Result<
         )));
     }
     Ok(())
+}
+
+/// Whether the sheet a journal records (`recorded`, as that run was given it) is the file named
+/// `given` now: the same name, or the same file once resolved, from here or from the journal's
+/// folder (where the sheet's journal goes by default), since a relative path was relative to
+/// wherever that run started.
+fn same_sheet(recorded: &str, given: &str, journal: &std::path::Path) -> bool {
+    if recorded == given {
+        return true;
+    }
+    let Ok(given) = std::fs::canonicalize(given) else {
+        return false;
+    };
+    let recorded = std::path::Path::new(recorded);
+    let beside_journal = journal
+        .parent()
+        .zip(recorded.file_name())
+        .map(|(folder, name)| folder.join(name));
+    std::iter::once(recorded.to_path_buf())
+        .chain(beside_journal)
+        .any(|candidate| std::fs::canonicalize(candidate).is_ok_and(|found| found == given))
 }
 
 /// Splits the rows a resumed run still owes: those to send, and those whose outcome the sheet
@@ -475,5 +507,35 @@ fn log_outcome(file: &str, report: &RowReport) {
             outcome = outcome.kind(),
             "row finished"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sheet_is_the_same_however_a_run_named_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sheet = dir.path().join("head.csv");
+        let other = dir.path().join("other.csv");
+        std::fs::write(&sheet, "email\n").unwrap();
+        std::fs::write(&other, "email\n").unwrap();
+        let journal = dir.path().join("head.csv.journal.jsonl");
+        let shown = |path: &std::path::Path| path.display().to_string();
+
+        assert!(same_sheet("head.csv", "head.csv", &journal));
+        // Started from the sheet's folder, resumed from elsewhere: found beside the journal.
+        assert!(same_sheet("head.csv", &shown(&sheet), &journal));
+        let dotted = dir.path().join(".").join("head.csv");
+        assert!(same_sheet(&shown(&sheet), &shown(&dotted), &journal));
+
+        assert!(!same_sheet("head.csv", &shown(&other), &journal));
+        assert!(!same_sheet(&shown(&sheet), &shown(&other), &journal));
+        assert!(!same_sheet(
+            "gone.csv",
+            &shown(&dir.path().join("gone.csv")),
+            &journal
+        ));
     }
 }
