@@ -300,6 +300,9 @@ pub fn journal(data: &[u8]) {
     for (_, patch) in &loaded.patches {
         push(Entry::Patch(patch));
     }
+    for (_, refusal) in &loaded.refused {
+        push(Entry::PatchRefused(refusal));
+    }
     for recorded in loaded.rows.values() {
         push(Entry::Row(&recorded.record));
     }
@@ -325,6 +328,25 @@ pub fn journal(data: &[u8]) {
     let patches =
         |l: &gcbulk::journal::Loaded| l.patches.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>();
     assert_eq!(patches(&loaded), patches(&reread));
+    let refused =
+        |l: &gcbulk::journal::Loaded| l.refused.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>();
+    assert_eq!(refused(&loaded), refused(&reread));
+
+    // What a resume makes of PATCHes without answers: each claimed at most once.
+    assert!(loaded.patches_not_refused().count() <= loaded.patches.len());
+    let mut unanswered = gcbulk::journal::Unanswered::from_journal(&loaded);
+    let mut claimed = 0;
+    for (_, patch) in &loaded.patches {
+        let found = RowOutcome::Unchanged {
+            user_id: patch.user_id.clone(),
+            version: patch.version.saturating_add(1),
+        };
+        claimed += usize::from(matches!(
+            unanswered.settle(found),
+            RowOutcome::Updated { .. }
+        ));
+    }
+    assert!(claimed <= loaded.patches.len());
 
     // A resume cuts the torn line, ends the last one, then appends: all of it must read back.
     let mut resumed = data[..whole].to_vec();

@@ -461,8 +461,9 @@ fn kill_9_then_resume_applies_every_row_once() {
         );
     }
     assert_org_follows(&truth, &users, emulator.users());
-    // A row the kill caught after its PATCH landed is found unchanged on resume; every other
-    // changed row is journalled as updated, once.
+    // Every changed row is journalled as updated, once: a row the kill caught after its PATCH
+    // landed is found made on resume and reported updated by the interrupted run (at most the
+    // requests in flight), not unchanged.
     let updated_lines: Vec<u64> = journal_records(&journal)
         .iter()
         .filter(|r| r["outcome"] == "updated")
@@ -470,31 +471,175 @@ fn kill_9_then_resume_applies_every_row_once() {
         .collect();
     let distinct: BTreeSet<u64> = updated_lines.iter().copied().collect();
     assert_eq!(distinct.len(), updated_lines.len(), "no row updated twice");
-    let in_flight = truth.updated.len() - distinct.len();
+    let lines: BTreeSet<u64> = truth.updated.keys().copied().collect();
+    assert_eq!(distinct, lines);
+    let summary = &report["summary"];
+    assert_eq!(summary["updated"], truth.updated.len() as u64);
+    assert_eq!(summary["unchanged"], truth.unchanged.len() as u64);
+    let in_flight = summary["updated_by_interrupted_run"].as_u64().unwrap();
     assert!(
         in_flight <= 8,
         "at most the requests in flight: {in_flight}"
-    );
-    for line in truth.updated.keys() {
-        assert!(
-            matches!(
-                records[line]["outcome"].as_str(),
-                Some("updated" | "unchanged")
-            ),
-            "line {line}: {}",
-            records[line]
-        );
-    }
-    assert_eq!(
-        report["summary"]["updated"].as_u64().unwrap()
-            + report["summary"]["unchanged"].as_u64().unwrap(),
-        (truth.updated.len() + truth.unchanged.len()) as u64
     );
 
     // And the whole of it reverts, the PATCHes whose answers the kill lost included: the journal
     // announced each before sending it.
     let reverted = run(gcbulk(dir.path()).args(["revert", "head.csv.journal.jsonl"]));
     reverted.expect_code(0);
+    let after = by_id(emulator.users());
+    for old in &users {
+        let mut now = after[&old.id].clone();
+        now.version = old.version;
+        assert_eq!(&now, old, "user {} is restored", old.id);
+    }
+}
+
+#[test]
+fn a_write_whose_answer_was_lost_counts_as_updated_on_resume_and_reverts_once() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(40);
+    let emulator = start(fast_server(), users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+    let url = emulator.base_url();
+    let args = ["update", "head.csv", "--api-base", url.as_str()];
+    run(gcbulk(dir.path()).args(args)).expect_code(1);
+    let truth = truth("head.csv", &sheet, &users);
+    assert!(truth.updated.len() > 5);
+
+    // As if killed once every PATCH had gone out and landed but before any answer was
+    // journalled: the announcements stay, the updated rows go.
+    let journal = dir.path().join("head.csv.journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|line| !line.contains(r#""outcome":"updated""#))
+        .collect();
+    std::fs::write(&journal, kept).unwrap();
+    let patched = emulator.stats().count_endpoint(Endpoint::PatchUser);
+    assert_eq!(patched, truth.updated.len() as u64);
+
+    let resumed = run(gcbulk(dir.path())
+        .args(args)
+        .args(["--resume", "--report", "report.json"]));
+    resumed.expect_code(1);
+    assert_eq!(
+        emulator.stats().count_endpoint(Endpoint::PatchUser),
+        patched,
+        "nothing is written twice"
+    );
+    let report = json(&dir.path().join("report.json"));
+    let summary = &report["summary"];
+    let updated = truth.updated.len() as u64;
+    assert_eq!(summary["updated"], updated, "{}", resumed.stdout);
+    assert_eq!(summary["updated_by_interrupted_run"], updated);
+    assert_eq!(summary["unchanged"], truth.unchanged.len() as u64);
+    let lines: BTreeSet<u64> = truth.updated.keys().copied().collect();
+    assert_eq!(lines_with(&report, "updated"), lines);
+    let shown = format!("{:<14} {:>7}", "updated", truth.updated.len());
+    assert!(resumed.stdout.contains(&shown), "{}", resumed.stdout);
+    assert!(
+        resumed.stdout.contains("updated by the interrupted run"),
+        "{}",
+        resumed.stdout
+    );
+    for line in &lines {
+        assert_eq!(
+            last_records(&journal)[line]["answer_lost"],
+            true,
+            "line {line}"
+        );
+    }
+
+    // The revert undoes each of them, once; and a revert whose answers were lost in turn is
+    // resumed as done, not as users someone else changed since.
+    let revert = [
+        "revert",
+        "head.csv.journal.jsonl",
+        "--report",
+        "revert.json",
+    ];
+    let reverted = run(gcbulk(dir.path()).args(revert));
+    reverted.expect_code(0);
+    let report = json(&dir.path().join("revert.json"));
+    assert_eq!(report["summary"]["updated"], updated, "{}", reverted.stdout);
+    assert_eq!(
+        emulator.stats().count_endpoint(Endpoint::PatchUser),
+        patched + updated
+    );
+    let revert_journal = dir.path().join("head.csv.journal.revert.jsonl");
+    let text = std::fs::read_to_string(&revert_journal).unwrap();
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|line| !line.contains(r#""outcome":"updated""#))
+        .collect();
+    std::fs::write(&revert_journal, kept).unwrap();
+    let resumed = run(gcbulk(dir.path()).args(revert).arg("--resume"));
+    resumed.expect_code(0);
+    let report = json(&dir.path().join("revert.json"));
+    let summary = &report["summary"];
+    assert_eq!(summary["updated"], updated, "{}", resumed.stdout);
+    assert_eq!(summary["updated_by_interrupted_run"], updated);
+    assert_eq!(summary["changed_since"], 0);
+    assert_eq!(
+        emulator.stats().count_endpoint(Endpoint::PatchUser),
+        patched + updated
+    );
+    let after = by_id(emulator.users());
+    let written: BTreeSet<&String> = truth.updated.values().map(|(id, _)| id).collect();
+    for old in &users {
+        let mut now = after[&old.id].clone();
+        let writes = if written.contains(&old.id) { 2 } else { 0 };
+        assert_eq!(now.version, old.version + writes, "user {}", old.id);
+        now.version = old.version;
+        assert_eq!(&now, old, "user {} is restored", old.id);
+    }
+}
+
+#[test]
+fn a_write_whose_answer_a_cut_connection_lost_counts_as_updated() {
+    let users = sample_users();
+    let sheet = sample_sheet_head(60);
+    let mut server = fast_server();
+    // Some connections are cut after the server made the change: a retried PATCH then meets the
+    // version its first attempt made.
+    server.faults.reset_probability = 0.2;
+    server.faults.reset_after_apply_fraction = 1.0;
+    let emulator = start(server, users.clone());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sheet);
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "head.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "--concurrency",
+        "1",
+        "--report",
+        "report.json",
+    ]));
+    finished.expect_code(1);
+
+    let truth = truth("head.csv", &sheet, &users);
+    let stats = emulator.stats();
+    assert!(
+        stats.count(Endpoint::PatchUser, 409) > 0,
+        "a retried PATCH met its own write: {stats:?}"
+    );
+    let report = json(&dir.path().join("report.json"));
+    let summary = &report["summary"];
+    assert_eq!(
+        summary["updated"],
+        truth.updated.len() as u64,
+        "{}",
+        finished.stdout
+    );
+    assert_eq!(summary["unchanged"], truth.unchanged.len() as u64);
+    assert!(summary["updated_by_interrupted_run"].as_u64().unwrap() > 0);
+    assert_org_follows(&truth, &users, emulator.users());
+
+    let reverted = run(gcbulk(dir.path()).args(["revert", "head.csv.journal.jsonl"]));
+    assert!(reverted.code == Some(0) || reverted.code == Some(1));
     let after = by_id(emulator.users());
     for old in &users {
         let mut now = after[&old.id].clone();

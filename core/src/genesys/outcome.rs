@@ -25,6 +25,12 @@ pub enum RowOutcome {
         version_before: u64,
         /// The version the server answered with.
         version_after: u64,
+        /// The change was made by a PATCH whose answer was lost (a run killed, a connection cut,
+        /// after it was sent): a later read found the user at the version that PATCH made, as
+        /// the row asks. This machine never sets it; a driver that records the PATCHes it sends
+        /// does, on what would otherwise be reported unchanged.
+        #[serde(default, skip_serializing_if = "is_false")]
+        answer_lost: bool,
     },
     /// Dry run: what would change.
     WouldUpdate {
@@ -159,7 +165,17 @@ impl RowOutcome {
 impl fmt::Display for RowOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Updated { changes, .. } => write!(f, "updated {} field(s)", changes.len()),
+            Self::Updated {
+                changes,
+                answer_lost,
+                ..
+            } => {
+                write!(f, "updated {} field(s)", changes.len())?;
+                if *answer_lost {
+                    f.write_str(" by the interrupted run (its answer was lost)")?;
+                }
+                Ok(())
+            }
             Self::WouldUpdate { changes, .. } => {
                 write!(f, "would update {} field(s)", changes.len())
             }
@@ -207,6 +223,10 @@ impl fmt::Display for RowOutcome {
             Self::GaveUp { reason, .. } => write!(f, "gave up: {reason}"),
         }
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// One row's result.

@@ -1065,6 +1065,7 @@ impl UserUpdate {
             changes: std::mem::take(&mut slot.applied),
             version_before: slot.version_before.unwrap_or(user.version),
             version_after: user.version,
+            answer_lost: false,
         };
         self.finish(row, outcome);
     }

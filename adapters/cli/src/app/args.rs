@@ -54,7 +54,9 @@ file:line: column: message and are not sent; the other rows still are.
 
 Each row ends as updated, unchanged (the user already matched), rejected, not found, failed (the
 server refused; the correlation id is reported) or gave up (no answer in time: --resume retries
-it). The journal records each finished row as it happens.";
+it). The journal records each finished row as it happens. A row whose PATCH went out but whose
+answer was lost (a crash, a kill, a cut connection) counts as updated by the interrupted run when
+its user is found as the row asks, at the version that PATCH made.";
 
 const UPDATE_EXAMPLES: &str = "\
 Examples:

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use gcbulk::journal::{Entry, ReadError, parse};
 pub(crate) use gcbulk::journal::{
-    Header, InputInfo, JournalOptions, Loaded, PatchIntent, RowRecord, VERSION,
+    Header, InputInfo, JournalOptions, Loaded, PatchIntent, PatchRefused, RowRecord, Unanswered,
+    VERSION,
 };
 use gcbulk_core::genesys::RowOutcome;
 use sha2::{Digest, Sha256};
@@ -103,6 +104,11 @@ impl Journal {
     /// Records a PATCH before it is sent.
     pub(crate) fn append_patch(&mut self, intent: &PatchIntent) -> io::Result<()> {
         self.append(&Entry::Patch(intent))
+    }
+
+    /// Records a PATCH the server refused.
+    pub(crate) fn append_patch_refused(&mut self, refusal: &PatchRefused) -> io::Result<()> {
+        self.append(&Entry::PatchRefused(refusal))
     }
 
     /// The message for a failed write.
@@ -213,6 +219,7 @@ mod tests {
                 }],
                 version_before: 4,
                 version_after: 5,
+                answer_lost: false,
             },
         }
     }

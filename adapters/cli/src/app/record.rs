@@ -7,18 +7,23 @@
 //! user-update machine, keeps the last copy of each user that the reads and writes brought back,
 //! and writes a `patch` line with the before and after values of every PATCH before handing it
 //! to the driver. A PATCH whose line cannot be written is not sent.
+//!
+//! A PATCH the server refuses (any 4xx) gets a `patch_refused` line when its answer arrives, so
+//! that what is left without an answer is what may have been written unseen. When a row then
+//! finds its user already as it asks, at the version those PATCHes lead to, it is reported
+//! updated by the interrupted run rather than unchanged ([`Unanswered`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 
 use bytes::Bytes;
-use gcbulk_core::genesys::{CurrentUser, Field, FieldChange, RowReport, UserUpdate};
+use gcbulk_core::genesys::{CurrentUser, Field, FieldChange, RowOutcome, RowReport, UserUpdate};
 use gcbulk_core::sched::{AttemptId, HandleError, TransportError};
 use gcbulk_core::{Action, Machine, Timestamp};
 use http::{Method, Request, Response};
 use serde_json::Value;
 
-use super::journal::{Journal, PatchIntent};
+use super::journal::{Journal, PatchIntent, PatchRefused, Unanswered};
 
 /// Every field a PATCH may change.
 const FIELDS: [Field; 10] = [
@@ -44,18 +49,59 @@ pub(crate) struct Recorder<'j> {
     reading: HashSet<AttemptId>,
     /// The last copy of each user seen, by id.
     known: HashMap<String, Value>,
+    /// PATCHes journalled and in flight: the user and the version each carries.
+    patching: HashMap<AttemptId, (String, u64)>,
+    /// PATCHes sent, by this run or those before it, whose answers are not recorded.
+    unanswered: Unanswered,
     failure: Option<io::Error>,
 }
 
 impl<'j> Recorder<'j> {
     /// Wraps `inner`; without a journal (a dry run) it only passes things through.
-    pub(crate) fn new(inner: UserUpdate, journal: Option<&'j mut Journal>) -> Self {
+    /// `unanswered` holds what the journal shows sent without an answer, when resuming.
+    pub(crate) fn new(
+        inner: UserUpdate,
+        journal: Option<&'j mut Journal>,
+        unanswered: Unanswered,
+    ) -> Self {
         Self {
             inner,
             journal,
             reading: HashSet::new(),
             known: HashMap::new(),
+            patching: HashMap::new(),
+            unanswered,
             failure: None,
+        }
+    }
+
+    /// A row's outcome as it is to be journalled and reported: unchanged becomes updated when
+    /// the run's own PATCH, its answer lost, made the change ([`Unanswered::settle`]).
+    pub(crate) fn settle(&mut self, outcome: RowOutcome) -> RowOutcome {
+        self.unanswered.settle(outcome)
+    }
+
+    /// Journals a refused PATCH, so that no later run takes it for a write whose answer was
+    /// lost.
+    fn answered(&mut self, attempt: AttemptId, status: http::StatusCode) {
+        let Some((user_id, version)) = self.patching.remove(&attempt) else {
+            return;
+        };
+        if !status.is_client_error() {
+            return;
+        }
+        self.unanswered.refused(&user_id, version);
+        let refusal = PatchRefused {
+            user_id,
+            version,
+            status: status.as_u16(),
+        };
+        if let Some(journal) = self.journal.as_deref_mut()
+            && let Err(error) = journal.append_patch_refused(&refusal)
+        {
+            tracing::error!(%error, "cannot write the journal; stopping");
+            self.failure.get_or_insert(error);
+            self.inner.stop();
         }
     }
 
@@ -136,6 +182,7 @@ impl Machine for Recorder<'_> {
         if self.reading.remove(&attempt) {
             self.learn(&response);
         }
+        self.answered(attempt, response.status());
         self.inner.handle_response(now, attempt, response)
     }
 
@@ -146,6 +193,8 @@ impl Machine for Recorder<'_> {
         error: TransportError,
     ) -> Result<(), HandleError> {
         self.reading.remove(&attempt);
+        // No answer: the PATCH stays unanswered, as it may have been written.
+        self.patching.remove(&attempt);
         self.inner.handle_transport_error(now, attempt, error)
     }
 
@@ -169,7 +218,15 @@ impl Machine for Recorder<'_> {
             }
 
             let written = match (self.intent(request), self.journal.as_deref_mut()) {
-                (Some(intent), Some(journal)) => journal.append_patch(&intent),
+                (Some(intent), Some(journal)) => {
+                    let written = journal.append_patch(&intent);
+                    if written.is_ok() {
+                        self.patching
+                            .insert(send.attempt, (intent.user_id.clone(), intent.version));
+                        self.unanswered.announced(intent);
+                    }
+                    written
+                }
                 _ => {
                     tracing::debug!("a PATCH for a user not read first: not journalled");
                     Ok(())

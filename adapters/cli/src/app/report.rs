@@ -22,6 +22,9 @@ const LISTED: usize = 30;
 pub(crate) struct Tally {
     /// Changed and confirmed by the server.
     pub(crate) updated: u64,
+    /// Of `updated`, those whose PATCH lost its answer (a kill, a cut connection) and were found
+    /// made when the row was run again.
+    pub(crate) updated_by_interrupted_run: u64,
     /// Dry run: would change.
     pub(crate) would_update: u64,
     /// Already as the row asks.
@@ -45,7 +48,10 @@ pub(crate) struct Tally {
 impl Tally {
     fn add(&mut self, outcome: &RowOutcome) {
         match outcome {
-            RowOutcome::Updated { .. } => self.updated += 1,
+            RowOutcome::Updated { answer_lost, .. } => {
+                self.updated += 1;
+                self.updated_by_interrupted_run += u64::from(*answer_lost);
+            }
             RowOutcome::WouldUpdate { .. } => self.would_update += 1,
             RowOutcome::Unchanged { .. } => self.unchanged += 1,
             RowOutcome::Duplicate { .. } => self.duplicates += 1,
@@ -219,6 +225,15 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
             String::new()
         }
     );
+    if tally.updated_by_interrupted_run > 0 {
+        let _ = writeln!(
+            text,
+            "updated by the interrupted run: {} of the updated rows, whose PATCH was sent but \
+             whose answer was lost (a crash, a kill or a cut connection); each user now holds \
+             what its row asks",
+            tally.updated_by_interrupted_run
+        );
+    }
     if summary.resumed_rows > 0 {
         let _ = writeln!(
             text,

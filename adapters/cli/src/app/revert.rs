@@ -112,6 +112,7 @@ fn revert_rows(file: &str, loaded: &Loaded) -> (Vec<ChangeRow>, HashMap<String, 
             changes,
             version_before,
             version_after,
+            ..
         } = outcome
         {
             writes.entry(user_id).or_default().push(Write {
@@ -139,7 +140,8 @@ fn revert_rows(file: &str, loaded: &Loaded) -> (Vec<ChangeRow>, HashMap<String, 
             }
         }
     }
-    for (journal_line, patch) in &loaded.patches {
+    // A PATCH the server refused wrote nothing; one without an answer may have written.
+    for (journal_line, patch) in loaded.patches_not_refused() {
         writes.entry(&patch.user_id).or_default().push(Write {
             from: patch.version,
             // A journal is a file anyone can edit: a version at the end of the range is damage,
@@ -214,7 +216,7 @@ mod tests {
     use gcbulk_core::genesys::RowOutcome;
 
     use super::super::journal::{
-        Header, InputInfo, Journal, JournalOptions, PatchIntent, RowRecord, VERSION,
+        Header, InputInfo, Journal, JournalOptions, PatchIntent, PatchRefused, RowRecord, VERSION,
     };
     use super::*;
 
@@ -243,6 +245,7 @@ mod tests {
             match line {
                 Line::Patch(patch) => journal.append_patch(patch).unwrap(),
                 Line::Row(record) => journal.append_row(record).unwrap(),
+                Line::Refused(refusal) => journal.append_patch_refused(refusal).unwrap(),
             }
         }
         let loaded = journal::read(&path).unwrap();
@@ -252,6 +255,15 @@ mod tests {
     enum Line {
         Patch(PatchIntent),
         Row(RowRecord),
+        Refused(PatchRefused),
+    }
+
+    fn refused(version: u64, status: u16) -> Line {
+        Line::Refused(PatchRefused {
+            user_id: "u1".into(),
+            version,
+            status,
+        })
     }
 
     fn patch(version: u64, field: Field, before: &str, after: &str) -> Line {
@@ -287,6 +299,44 @@ mod tests {
     }
 
     #[test]
+    fn a_write_reported_updated_by_the_interrupted_run_is_reverted_once() {
+        // Sent, its answer lost to a cut connection, sent again and refused as a conflict; the
+        // row then found the user as asked and was reported updated by the interrupted run.
+        let (_dir, loaded) = journal_with(&[
+            patch(4, Field::Title, "Agent", "Lead"),
+            patch(4, Field::Title, "Agent", "Lead"),
+            refused(4, 409),
+            row(RowOutcome::Updated {
+                user_id: "u1".into(),
+                changes: vec![change(Field::Title, "Agent", "Lead")],
+                version_before: 4,
+                version_after: 5,
+                answer_lost: true,
+            }),
+        ]);
+        let (rows, versions) = revert_rows("j.jsonl", &loaded);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].desired.title.as_deref(), Some("Agent"));
+        assert_eq!(versions["u1"], 5);
+    }
+
+    #[test]
+    fn a_patch_refused_as_a_conflict_is_someone_elses_write() {
+        // Someone else made the same change first: the row is unchanged, and reverting it would
+        // undo their work.
+        let (_dir, loaded) = journal_with(&[
+            patch(4, Field::Title, "Agent", "Lead"),
+            refused(4, 409),
+            row(RowOutcome::Unchanged {
+                user_id: "u1".into(),
+                version: 5,
+            }),
+        ]);
+        let (rows, _) = revert_rows("j.jsonl", &loaded);
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+
+    #[test]
     fn writes_split_by_a_crash_are_chained_back_to_the_first() {
         // The fields landed, the crash came, the resumed run made the state change alone.
         let (_dir, loaded) = journal_with(&[
@@ -297,6 +347,7 @@ mod tests {
                 changes: vec![change(Field::State, "active", "inactive")],
                 version_before: 5,
                 version_after: 6,
+                answer_lost: false,
             }),
         ]);
         let (rows, versions) = revert_rows("j.jsonl", &loaded);

@@ -17,7 +17,7 @@ use gcbulk_core::genesys::{RowOutcome, RowReport, UserUpdate, WorkflowConfig, va
 use gcbulk_core::sched::WaitReason;
 use gcbulk_ureq::{Driver, DriverOptions, Observer};
 
-use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord};
+use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord, Unanswered};
 use super::progress::Progress;
 use super::record::Recorder;
 use super::report::{self, Requests, Summary};
@@ -74,7 +74,7 @@ pub(crate) fn run_traced(
     ui: &Ui,
 ) -> Result<Exit, Failure> {
     let source_file: Arc<str> = Arc::from(job.input.path.as_str());
-    let (mut journal, earlier, fresh) = open_journal(&job, ui)?;
+    let (mut journal, earlier, fresh, unanswered) = open_journal(&job, ui)?;
 
     // Rows the journal shows settled are not run again; their outcomes still count.
     let settled: HashSet<u64> = earlier.iter().map(|r| r.source.line).collect();
@@ -101,7 +101,7 @@ pub(crate) fn run_traced(
     announce(&job, ui, pending, resumed_rows, journal.as_ref());
     let journal_path = journal.as_ref().map(|j| j.path().to_owned());
 
-    let mut recorder = Recorder::new(machine, journal.as_mut());
+    let mut recorder = Recorder::new(machine, journal.as_mut(), unanswered);
     let mut watcher = Watcher {
         file: source_file,
         reports: &mut reports,
@@ -204,9 +204,13 @@ pub(crate) fn run_traced(
     })
 }
 
-/// Opens (or, resuming, reopens) the journal, and reads back the rows it shows settled; true
-/// when this run started the journal.
-fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>, bool), Failure> {
+/// The journal a run appends to, the rows it shows settled, whether this run started it, and the
+/// PATCHes it shows sent without an answer.
+type Opened = (Option<Journal>, Vec<RowReport>, bool, Unanswered);
+
+/// Opens (or, resuming, reopens) the journal, and reads back the rows it shows settled and the
+/// PATCHes whose answers it lacks.
+fn open_journal(job: &Job, ui: &Ui) -> Result<Opened, Failure> {
     let path = &job.journal;
     let file: Arc<str> = Arc::from(job.input.path.as_str());
     let mut earlier = Vec::new();
@@ -246,8 +250,12 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>, 
     };
 
     if job.dry_run {
-        return Ok((None, earlier, false));
+        return Ok((None, earlier, false, Unanswered::default()));
     }
+    let unanswered = loaded
+        .as_ref()
+        .map(Unanswered::from_journal)
+        .unwrap_or_default();
     let started_at = journal::now_rfc3339();
     let journal = match &loaded {
         Some(loaded) => Journal::reopen(path, loaded, &started_at)?,
@@ -268,7 +276,7 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<(Option<Journal>, Vec<RowReport>, 
             Journal::create(path, &header)?
         }
     };
-    Ok((Some(journal), earlier, loaded.is_none()))
+    Ok((Some(journal), earlier, loaded.is_none(), unanswered))
 }
 
 /// Refuses to resume a journal written for another sheet, organisation or command.
@@ -398,7 +406,8 @@ struct Watcher<'a> {
 }
 
 impl Watcher<'_> {
-    fn record(&mut self, machine: &mut Recorder<'_>, report: RowReport) {
+    fn record(&mut self, machine: &mut Recorder<'_>, mut report: RowReport) {
+        report.outcome = machine.settle(report.outcome);
         // The journal first: nothing counts a row the journal does not hold.
         if self.write_failure.is_none()
             && let Some(journal) = machine.journal()
