@@ -337,7 +337,12 @@ fn a_dry_run_prints_the_diff_and_writes_nothing() {
             .find(|l| l.starts_with(&shown))
             .unwrap_or_else(|| panic!("line {line} is in the diff:\n{}", finished.stdout));
         assert!(row.contains(&format!("{field} ")), "{row}");
-        assert!(row.contains(&format!("→ {wanted:?}")), "{row}");
+        if *field == "manager" {
+            assert!(row.contains("→ \""), "{row}");
+            assert!(row.contains(&format!("({wanted})")), "{row}");
+        } else {
+            assert!(row.contains(&format!("→ {wanted:?}")), "{row}");
+        }
     }
     assert!(
         finished.stdout.contains("would update"),
@@ -346,6 +351,86 @@ fn a_dry_run_prints_the_diff_and_writes_nothing() {
     );
     assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
     assert!(!dir.path().join("head.csv.journal.jsonl").exists());
+    assert_eq!(emulator.users(), users);
+}
+
+#[test]
+fn a_dry_run_shows_managers_by_name_and_e_mail() {
+    use gcbulk_core::change::UserState;
+
+    let users = sample_users();
+    let everyone = by_id(users.clone());
+    let reachable = |u: &User| u.email.is_some() && u.state == UserState::Active;
+    let managed_by = |u: &User| u.manager.as_ref().and_then(|m| everyone.get(&m.id));
+    // A user whose manager the sheet replaces by e-mail, the manager they have (a row of the
+    // sheet too, so the run reads them), the one they get, and someone given a manager by id.
+    let user = users
+        .iter()
+        .find(|u| reachable(u) && managed_by(u).is_some_and(reachable))
+        .unwrap();
+    let old = managed_by(user).unwrap();
+    let taken = [&user.id, &old.id];
+    let new = users
+        .iter()
+        .find(|u| reachable(u) && !taken.contains(&&u.id))
+        .unwrap();
+    let taken = [&user.id, &old.id, &new.id];
+    let other = users
+        .iter()
+        .find(|u| reachable(u) && !taken.contains(&&u.id) && u.manager.is_some())
+        .unwrap();
+    let taken = [&user.id, &old.id, &new.id, &other.id];
+    let far = users
+        .iter()
+        .find(|u| !taken.contains(&&u.id) && other.manager.as_ref().is_none_or(|m| m.id != u.id))
+        .unwrap();
+    let email = |u: &User| u.email.clone().unwrap();
+    // The new manager's e-mail as someone might type it.
+    let typed = email(new).to_uppercase();
+    let sheet = format!(
+        "email,email_manager,manager_id\n{},{typed},\n{},,\n{},,{}\n",
+        email(user),
+        email(old),
+        email(other),
+        far.id
+    );
+
+    let emulator = start(fast_server(), users.clone());
+    let dir = scratch();
+    write(dir.path(), "managers.csv", sheet.as_bytes());
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "managers.csv",
+        "--dry-run",
+        "--api-base",
+        &emulator.base_url(),
+    ]));
+    finished.expect_code(0);
+    let line = |n: u64| {
+        let shown = format!("line {n} ");
+        finished
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&shown))
+            .unwrap_or_else(|| panic!("line {n} is in the diff:\n{}", finished.stdout))
+            .to_owned()
+    };
+    let replaced = line(2);
+    let expected = format!(
+        "manager \"{} <{}>\" ({}) → \"{} <{typed}>\" ({})",
+        old.name,
+        email(old),
+        old.id,
+        new.name,
+        new.id
+    );
+    assert!(replaced.ends_with(&expected), "{replaced}\nnot {expected}");
+    // Someone the run never read is shown by the id the sheet gave.
+    let by_id_only = line(4);
+    assert!(
+        by_id_only.ends_with(&format!("→ ({})", far.id)),
+        "{by_id_only}"
+    );
     assert_eq!(emulator.users(), users);
 }
 

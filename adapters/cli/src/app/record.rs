@@ -24,6 +24,7 @@ use http::{Method, Request, Response};
 use serde_json::Value;
 
 use super::journal::{Journal, PatchIntent, PatchRefused, Unanswered};
+use super::report::Person;
 
 /// Every field a PATCH may change.
 const FIELDS: [Field; 10] = [
@@ -73,6 +74,22 @@ impl<'j> Recorder<'j> {
             unanswered,
             failure: None,
         }
+    }
+
+    /// The name and e-mail of a user the run read, by id.
+    pub(crate) fn person(&self, id: &str) -> Option<Person> {
+        let user = self.known.get(id)?;
+        let text = |key: &str| {
+            user.get(key)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
+        };
+        Some(Person {
+            name: text("name"),
+            email: text("email"),
+        })
     }
 
     /// A row's outcome as it is to be journalled and reported: unchanged becomes updated when

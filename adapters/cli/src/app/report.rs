@@ -1,11 +1,12 @@
 //! The end of a run: the summary a person reads, and the JSON report a program reads.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gcbulk::input::RowError;
-use gcbulk_core::genesys::{FieldChange, RequestCounts, RowOutcome, RowReport, UserUpdate};
+use gcbulk_core::genesys::{Field, FieldChange, RequestCounts, RowOutcome, RowReport, UserUpdate};
 use gcbulk_ureq::RunStats;
 use serde::Serialize;
 use serde_json::json;
@@ -100,6 +101,43 @@ impl Requests {
     }
 }
 
+/// Someone a run read: what a person recognises them by.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Person {
+    pub(crate) name: Option<String>,
+    pub(crate) email: Option<String>,
+}
+
+/// The managers a dry run's diff names, as far as the run knows them: the users it read, by id,
+/// and the e-mail each sheet line named its manager by.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct People {
+    pub(crate) by_id: HashMap<String, Person>,
+    pub(crate) named: HashMap<u64, String>,
+}
+
+impl People {
+    /// A manager as a person reads it: `"Ada Lovelace <ada@example.com>" (id)`, the e-mail as
+    /// the sheet wrote it when `line` named them so; `(id)` for someone the run never read, and
+    /// `(none)` for no manager.
+    fn manager(&self, id: &str, line: Option<u64>) -> String {
+        if id.is_empty() {
+            return "(none)".to_owned();
+        }
+        let known = self.by_id.get(id).cloned().unwrap_or_default();
+        let email = line
+            .and_then(|line| self.named.get(&line).cloned())
+            .or(known.email);
+        let shown = match (known.name, email) {
+            (Some(name), Some(email)) => format!("{name} <{email}>"),
+            (Some(name), None) => name,
+            (None, Some(email)) => email,
+            (None, None) => return format!("({id})"),
+        };
+        format!("{shown:?} ({id})")
+    }
+}
+
 /// Everything the end of a run reports.
 #[derive(Debug)]
 pub(crate) struct Summary<'a> {
@@ -117,6 +155,8 @@ pub(crate) struct Summary<'a> {
     pub(crate) resumed_rows: usize,
     pub(crate) stopped: bool,
     pub(crate) dry_run: bool,
+    /// Whom a dry run's manager changes name.
+    pub(crate) people: People,
 }
 
 impl Summary<'_> {
@@ -181,7 +221,7 @@ pub(crate) fn write_report(path: &Path, summary: &Summary<'_>) -> Result<(), Fai
 pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
     let mut text = String::new();
     if summary.dry_run {
-        diff(&mut text, summary.reports);
+        diff(&mut text, summary.reports, &summary.people);
     }
     let tally = summary.tally();
     let rows = summary.reports.len() as u64 + summary.unreadable_rows();
@@ -252,14 +292,18 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
 }
 
 /// A dry run's changes, one line per user: `line 12 jane@x: title "Agent" → "Team Lead"`.
-fn diff(text: &mut String, reports: &[RowReport]) {
+fn diff(text: &mut String, reports: &[RowReport], people: &People) {
     let mut any = false;
     for report in reports {
         let RowOutcome::WouldUpdate { changes, .. } = &report.outcome else {
             continue;
         };
         any = true;
-        let fields: Vec<String> = changes.iter().map(describe_change).collect();
+        let line = report.source.line;
+        let fields: Vec<String> = changes
+            .iter()
+            .map(|change| describe_change(change, line, people))
+            .collect();
         let _ = writeln!(
             text,
             "line {} {}: {}",
@@ -273,7 +317,16 @@ fn diff(text: &mut String, reports: &[RowReport]) {
     }
 }
 
-fn describe_change(change: &FieldChange) -> String {
+/// One field's change; a manager by name and e-mail, the id beside it.
+fn describe_change(change: &FieldChange, line: u64, people: &People) -> String {
+    if change.field == Field::Manager {
+        return format!(
+            "{} {} → {}",
+            change.field,
+            people.manager(&change.before, None),
+            people.manager(&change.after, Some(line))
+        );
+    }
     format!("{} {:?} → {:?}", change.field, change.before, change.after)
 }
 
@@ -356,6 +409,54 @@ fn section(text: &mut String, title: &str, lines: &[String]) {
             text,
             "  … and {} more (--report FILE lists them all)",
             lines.len() - LISTED
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manager_is_shown_by_name_and_e_mail_with_the_id_beside() {
+        let mut people = People::default();
+        let ada = Person {
+            name: Some("Ada Lovelace".into()),
+            email: Some("ada@example.com".into()),
+        };
+        people.by_id.insert("m1".into(), ada);
+        let grace = Person {
+            name: Some("Grace Hopper".into()),
+            email: Some("grace@example.com".into()),
+        };
+        people.by_id.insert("m2".into(), grace);
+        people.named.insert(12, "Grace@Example.com".into());
+        let change = |before: &str, after: &str| FieldChange {
+            field: Field::Manager,
+            before: before.into(),
+            after: after.into(),
+        };
+
+        assert_eq!(
+            describe_change(&change("m1", "m2"), 12, &people),
+            r#"manager "Ada Lovelace <ada@example.com>" (m1) → "Grace Hopper <Grace@Example.com>" (m2)"#
+        );
+        assert_eq!(
+            describe_change(&change("", "m2"), 13, &people),
+            r#"manager (none) → "Grace Hopper <grace@example.com>" (m2)"#
+        );
+        assert_eq!(
+            describe_change(&change("m9", ""), 13, &people),
+            "manager (m9) → (none)"
+        );
+        let title = FieldChange {
+            field: Field::Title,
+            before: "Agent".into(),
+            after: "Lead".into(),
+        };
+        assert_eq!(
+            describe_change(&title, 12, &people),
+            r#"title "Agent" → "Lead""#
         );
     }
 }

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use gcbulk::input::RowError;
 use gcbulk_core::Timestamp;
-use gcbulk_core::change::{ChangeRow, Source};
-use gcbulk_core::genesys::{RowOutcome, RowReport, UserUpdate, WorkflowConfig, validate};
+use gcbulk_core::change::{ChangeRow, ManagerRef, Source};
+use gcbulk_core::genesys::{Field, RowOutcome, RowReport, UserUpdate, WorkflowConfig, validate};
 use gcbulk_core::sched::WaitReason;
 use gcbulk_ureq::{Driver, DriverOptions, Observer};
 
 use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord, Unanswered};
 use super::progress::Progress;
 use super::record::Recorder;
-use super::report::{self, Requests, Summary};
+use super::report::{self, People, Requests, Summary};
 use super::target::{Connection, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
 use super::trace::{Forward, Trace, Traced};
 use super::{Exit, Failure, Ui};
@@ -152,6 +152,11 @@ pub(crate) fn run_traced(
     {
         write_failure.get_or_insert(journal.write_failure(&error));
     }
+    let people = if job.dry_run {
+        people(&recorder, &reports, &job.rows)
+    } else {
+        People::default()
+    };
     let machine = recorder.inner;
     let stats = ran.map_err(|error| Failure::run(format!("the run failed: {error}")))?;
 
@@ -169,6 +174,7 @@ pub(crate) fn run_traced(
         resumed_rows,
         stopped: stats.stopped,
         dry_run: job.dry_run,
+        people,
     };
     if let Some(path) = &job.report {
         report::write_report(path, &summary)?;
@@ -207,6 +213,33 @@ pub(crate) fn run_traced(
 /// The journal a run appends to, the rows it shows settled, whether this run started it, and the
 /// PATCHes it shows sent without an answer.
 type Opened = (Option<Journal>, Vec<RowReport>, bool, Unanswered);
+
+/// The managers a dry run's diff names: each as the run read them, and as each row named them.
+fn people(recorder: &Recorder<'_>, reports: &[RowReport], rows: &[ChangeRow]) -> People {
+    let mut people = People::default();
+    let managers = reports
+        .iter()
+        .filter_map(|report| match &report.outcome {
+            RowOutcome::WouldUpdate { changes, .. } => Some(changes),
+            _ => None,
+        })
+        .flatten()
+        .filter(|change| change.field == Field::Manager)
+        .flat_map(|change| [&change.before, &change.after]);
+    for id in managers {
+        if let Some(person) = recorder.person(id) {
+            people.by_id.insert(id.clone(), person);
+        }
+    }
+    for row in rows {
+        if let Some(ManagerRef::Email(email)) = &row.desired.manager {
+            people
+                .named
+                .insert(row.source.line, email.trim().to_owned());
+        }
+    }
+    people
+}
 
 /// Opens (or, resuming, reopens) the journal, and reads back the rows it shows settled and the
 /// PATCHes whose answers it lacks.
