@@ -2,13 +2,16 @@
 //! before it may leave at all.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
 use gcbulk_core::Send;
 use gcbulk_core::sched::{AttemptId, TransportError};
 use http::{Request, Response, Uri};
+use ureq::config::{Config, IpFamily};
+use ureq::unversioned::resolver::{self, DefaultResolver, ResolvedSocketAddrs};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::DriverOptions;
 
@@ -97,7 +100,11 @@ impl Transport {
             .max_idle_connections_per_host(idle)
             .build();
         Self {
-            agent: config.new_agent(),
+            agent: ureq::Agent::with_parts(
+                config,
+                DefaultConnector::default(),
+                Resolver::default(),
+            ),
             max_body_bytes: options.max_body_bytes,
         }
     }
@@ -157,6 +164,49 @@ impl Transport {
             .read_to_vec()?;
         Ok(Response::from_parts(parts, Bytes::from(bytes)))
     }
+}
+
+/// Finds where to connect. ureq asks on every call, before it looks for a pooled connection, and
+/// its own resolver, when the call has a timeout (every attempt has one), runs each lookup on a
+/// thread of its own so that it can be abandoned: a thread spawned per attempt, even for a url that
+/// names an IP address. Such an address is taken as written here; a name goes to ureq's resolver.
+#[derive(Debug, Default)]
+struct Resolver(DefaultResolver);
+
+impl resolver::Resolver for Resolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        match ip_address(uri) {
+            // ureq's resolver keeps only the addresses of the configured family; the agent's is any.
+            Some(address) if config.ip_family() == IpFamily::Any => {
+                let mut addresses = self.empty();
+                addresses.push(address);
+                Ok(addresses)
+            }
+            _ => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// The socket address of a url whose host is an IP address, with the scheme's port by default.
+fn ip_address(uri: &Uri) -> Option<SocketAddr> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = host.parse::<IpAddr>().ok()?;
+    let port = match (uri.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("https")) => 443,
+        (None, Some("http")) => 80,
+        (None, _) => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Logs an answer that is not a success. Request headers are never logged: they carry the token.
@@ -294,6 +344,22 @@ mod tests {
             admit_str("ftp://127.0.0.1/", true),
             Err(TransportError::Refused(_))
         ));
+    }
+
+    #[test]
+    fn an_ip_address_in_the_url_needs_no_lookup() {
+        let address = |url: &str| ip_address(&url.parse::<Uri>().unwrap());
+        assert_eq!(
+            address("http://127.0.0.1:8080/api"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            address("https://192.0.2.1/"),
+            Some("192.0.2.1:443".parse().unwrap())
+        );
+        assert_eq!(address("http://[::1]/"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(address("https://api.mypurecloud.com/api/v2/users"), None);
+        assert_eq!(address("http://localhost:8080/"), None);
     }
 
     #[test]

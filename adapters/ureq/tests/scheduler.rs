@@ -275,6 +275,46 @@ fn plain_http_to_a_remote_host_is_refused_before_any_connection() {
 }
 
 #[test]
+fn a_host_by_address_or_by_name_is_reached_and_a_closed_port_fails_to_connect() {
+    let server = Server::start(|hit, _| Reply::status(200).body(hit.path.clone()));
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.local_addr().expect("local address").port()
+    };
+    let driver = driver(2);
+    let mut machine = Recording::new(Scheduler::new(config(2), 8));
+    let now = driver.now();
+    let urls = [
+        ("address", server.url("/address")),
+        ("name", format!("http://localhost:{}/name", server.port())),
+        ("closed", format!("http://127.0.0.1:{closed}/closed")),
+    ];
+    for (key, url) in urls {
+        machine.inner.push(now, key, get(&url));
+    }
+
+    let (outputs, _) = run_all(&driver, &mut machine);
+
+    let outcome = |key: &str| outputs.iter().find(|done| done.key == key).expect(key);
+    assert_eq!(response(outcome("address")).body(), "/address");
+    assert_eq!(response(outcome("name")).body(), "/name");
+    // Nothing listens there: every attempt fails to connect, and is retried until none is left.
+    assert!(matches!(
+        gave_up(outcome("closed")),
+        GiveUpReason::AttemptsExhausted { .. }
+    ));
+    assert!(!machine.transport_errors.is_empty());
+    assert!(
+        machine
+            .transport_errors
+            .iter()
+            .all(|error| *error == TransportError::Connect),
+        "{:?}",
+        machine.transport_errors
+    );
+}
+
+#[test]
 fn an_oversized_body_fails_the_attempt() {
     let server = Server::start(|_, _| Reply::status(200).body(vec![b'x'; 4096]));
     let driver = Driver::new(DriverOptions {
