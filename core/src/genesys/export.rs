@@ -11,14 +11,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::Value;
 
 use super::outcome::ErrorDetails;
-use super::secret::{Credentials, Secret};
-use super::workflow::AuthFailure;
+use super::secret::Credentials;
+use super::token::{AuthFailure, Bearer, TokenKeeper};
 use crate::Timestamp;
 use crate::machine::{Action, Machine};
 use crate::sched::{
@@ -142,22 +141,14 @@ struct ExportKey {
     replayed: bool,
 }
 
-#[derive(Debug)]
-enum Token {
-    Missing,
-    Requesting,
-    Valid(Secret),
-    Failed,
-}
-
 /// Lists users page by page. A [`Machine`]: drive it like [`super::UserUpdate`].
 #[derive(Debug)]
 pub struct UserExport {
     config: ExportConfig,
     scheduler: Scheduler<ExportKey>,
-    token: Token,
-    /// Pages waiting for a token.
-    held: Vec<ExportKey>,
+    /// The token, and the pages waiting for it. Renewed only when a 401 says it is gone, never
+    /// ahead of its expiry.
+    token: TokenKeeper<ExportKey>,
     pages: BTreeMap<u32, Vec<Value>>,
     page_count: Option<u32>,
     next_page: u32,
@@ -174,9 +165,8 @@ impl UserExport {
     pub fn new(config: ExportConfig, seed: u64) -> Self {
         Self {
             scheduler: Scheduler::new(config.scheduler.clone(), seed),
+            token: TokenKeeper::new(&config.login_base, config.credentials.clone(), None),
             config,
-            token: Token::Missing,
-            held: Vec::new(),
             pages: BTreeMap::new(),
             page_count: None,
             next_page: 1,
@@ -196,7 +186,7 @@ impl UserExport {
 
     /// Stops asking for pages; those in flight are still awaited.
     pub fn stop(&mut self) {
-        self.held.clear();
+        self.token.drop_waiting();
         self.scheduler.cancel_queued();
         self.page_count = Some(self.next_page.saturating_sub(1));
     }
@@ -211,27 +201,11 @@ impl UserExport {
         }
     }
 
+    /// Queues the token request ahead of the pages waiting for it.
     fn request_token(&mut self, now: Timestamp) {
-        if !matches!(self.token, Token::Missing) {
-            return;
-        }
-        self.token = Token::Requesting;
-        let credentials = &self.config.credentials;
-        let pair = format!(
-            "{}:{}",
-            credentials.client_id,
-            credentials.client_secret.expose()
-        );
-        let basic = base64::engine::general_purpose::STANDARD.encode(pair);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/oauth/token", self.config.login_base))
-            .header(header::AUTHORIZATION, format!("Basic {basic}"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(Bytes::from_static(b"grant_type=client_credentials"));
-        match request {
-            Ok(request) => {
+        match self.token.request() {
+            Ok(None) => {}
+            Ok(Some(request)) => {
                 let key = ExportKey {
                     page: None,
                     replayed: false,
@@ -242,7 +216,7 @@ impl UserExport {
                 };
                 self.scheduler.push_with(now, key, request, options);
             }
-            Err(error) => self.fail_auth(None, format!("the login URL is not valid: {error}")),
+            Err(failure) => self.fail_auth(failure),
         }
     }
 
@@ -269,11 +243,11 @@ impl UserExport {
     }
 
     fn submit(&mut self, now: Timestamp, key: ExportKey) {
-        let token = match &self.token {
-            Token::Valid(token) => token.clone(),
-            Token::Failed => return,
-            Token::Missing | Token::Requesting => {
-                self.held.push(key);
+        let token = match self.token.bearer(now) {
+            Bearer::Ready(token) => token,
+            Bearer::Failed => return,
+            Bearer::Pending => {
+                self.token.wait(key);
                 self.request_token(now);
                 return;
             }
@@ -304,12 +278,10 @@ impl UserExport {
         }
     }
 
-    fn fail_auth(&mut self, status: Option<u16>, message: String) {
-        tracing::error!(status, message = %message, "authentication failed");
-        self.token = Token::Failed;
-        self.held.clear();
+    /// No token will come: the export ends with the reason, keeping the pages already read.
+    fn fail_auth(&mut self, failure: AuthFailure) {
         self.scheduler.cancel_queued();
-        self.failure = Some(ExportFailure::Auth(AuthFailure { status, message }));
+        self.failure = Some(ExportFailure::Auth(failure));
     }
 
     fn on_done(&mut self, now: Timestamp, done: Done<ExportKey>) {
@@ -333,11 +305,8 @@ impl UserExport {
             }
         };
         let status = response.status();
-        if status == StatusCode::UNAUTHORIZED && !key.replayed {
-            // The token expired or was revoked: renew once and replay the page.
-            if matches!(self.token, Token::Valid(_)) {
-                self.token = Token::Missing;
-            }
+        if self.token.replay_after(status, key.replayed) {
+            // The token expired or was revoked: replay the page with a new one.
             self.outstanding += 1;
             return self.submit(
                 now,
@@ -359,35 +328,19 @@ impl UserExport {
         let response = match outcome {
             Outcome::Response(response) => response,
             Outcome::GaveUp { reason, .. } => {
-                return self.fail_auth(None, format!("could not get a token: {reason}"));
+                let failure = self
+                    .token
+                    .fail(None, format!("could not get a token: {reason}"));
+                return self.fail_auth(failure);
             }
         };
-        let body: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
-        let token = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty());
-        match token {
-            Some(token) if response.status().is_success() => {
-                self.token = Token::Valid(Secret::new(token));
-                tracing::debug!("token received");
-                for key in std::mem::take(&mut self.held) {
+        match self.token.on_answer(now, &response) {
+            Ok(waiting) => {
+                for key in waiting {
                     self.submit(now, key);
                 }
             }
-            _ => {
-                let details = ErrorDetails::from_response(&response);
-                let said = details
-                    .message
-                    .or(details.code)
-                    .unwrap_or_else(|| "no reason given".into());
-                let message = if response.status().is_success() {
-                    "the token answer had no access_token".to_owned()
-                } else {
-                    format!("the login host refused the credentials: {said}")
-                };
-                self.fail_auth(Some(response.status().as_u16()), message);
-            }
+            Err(failure) => self.fail_auth(failure),
         }
     }
 
@@ -513,6 +466,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::genesys::Secret;
 
     fn config() -> ExportConfig {
         let credentials = Credentials {

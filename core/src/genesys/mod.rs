@@ -7,11 +7,13 @@
 pub mod export;
 mod outcome;
 mod secret;
+mod token;
 pub mod user;
 pub mod validate;
 mod workflow;
 
 pub use outcome::{RowOutcome, RowReport};
 pub use secret::{Credentials, Secret};
+pub use token::AuthFailure;
 pub use user::{CurrentUser, Field, FieldChange};
-pub use workflow::{AuthFailure, Job, Key, MAX_BATCH, RequestCounts, UserUpdate, WorkflowConfig};
+pub use workflow::{Job, Key, MAX_BATCH, RequestCounts, UserUpdate, WorkflowConfig};

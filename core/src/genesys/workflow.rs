@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -11,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::outcome::{ErrorDetails, RowOutcome, RowReport};
 use super::secret::{Credentials, Secret};
+use super::token::{AuthFailure, Bearer, TokenKeeper};
 use super::user::{CurrentUser, Field, FieldChange, manager_target};
 use super::validate;
 use crate::Timestamp;
@@ -101,14 +101,6 @@ enum Waiter {
 }
 
 #[derive(Debug)]
-enum Token {
-    Missing,
-    Requesting,
-    Valid { token: Secret, renew_at: Timestamp },
-    Failed,
-}
-
-#[derive(Debug)]
 struct Row {
     change: ChangeRow,
     user: Option<CurrentUser>,
@@ -119,15 +111,6 @@ struct Row {
     applied: Vec<FieldChange>,
     version_before: Option<u64>,
     done: bool,
-}
-
-/// Why a run could not authenticate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthFailure {
-    /// The HTTP status, when the login host answered.
-    pub status: Option<u16>,
-    /// What it said, or what went wrong.
-    pub message: String,
 }
 
 /// Counts of the requests a run made, by purpose.
@@ -172,9 +155,8 @@ pub struct UserUpdate {
     deferred: Vec<(u32, bool)>,
     waiters: HashMap<String, Vec<Waiter>>,
     read_batches: Vec<Vec<u32>>,
-    token: Token,
-    token_generation: u32,
-    held: VecDeque<Key>,
+    /// The token, and the jobs waiting for it.
+    token: TokenKeeper<Key>,
     outputs: VecDeque<RowReport>,
     expected_versions: HashMap<String, u64>,
     auth_failure: Option<AuthFailure>,
@@ -239,9 +221,11 @@ impl UserUpdate {
             deferred: Vec::new(),
             waiters: HashMap::new(),
             read_batches: Vec::new(),
-            token: Token::Missing,
-            token_generation: 0,
-            held: VecDeque::new(),
+            token: TokenKeeper::new(
+                &config.login_base,
+                config.credentials.clone(),
+                Some(config.renew_before),
+            ),
             outputs,
             expected_versions: HashMap::new(),
             auth_failure: None,
@@ -287,7 +271,7 @@ impl UserUpdate {
     /// Stops sending: every row not yet finished ends as given up ("stopped"), after the
     /// requests in flight are answered.
     pub fn stop(&mut self) {
-        self.held.clear();
+        self.token.drop_waiting();
         self.scheduler.cancel_queued();
         for (row, _) in std::mem::take(&mut self.deferred) {
             let user_id = self.rows[row as usize].user.as_ref().map(|u| u.id.clone());
@@ -360,9 +344,9 @@ impl UserUpdate {
 
     /// Queues a job: at once when a token is at hand, else after the token arrives.
     fn submit(&mut self, now: Timestamp, key: Key) {
-        let token = match &self.token {
-            Token::Valid { token, renew_at } if now < *renew_at => token.clone(),
-            Token::Failed => {
+        let token = match self.token.bearer(now) {
+            Bearer::Ready(token) => token,
+            Bearer::Failed => {
                 self.fail_job(&key.job, |user_id| RowOutcome::GaveUp {
                     user_id,
                     reason: "authentication failed".into(),
@@ -370,8 +354,8 @@ impl UserUpdate {
                 });
                 return;
             }
-            _ => {
-                self.held.push_back(key);
+            Bearer::Pending => {
+                self.token.wait(key);
                 self.request_token(now);
                 return;
             }
@@ -402,27 +386,11 @@ impl UserUpdate {
         );
     }
 
+    /// Queues the token request on the login lane, ahead of the jobs waiting for it.
     fn request_token(&mut self, now: Timestamp) {
-        if matches!(self.token, Token::Requesting | Token::Failed) {
-            return;
-        }
-        self.token = Token::Requesting;
-        let credentials = &self.config.credentials;
-        let pair = format!(
-            "{}:{}",
-            credentials.client_id,
-            credentials.client_secret.expose()
-        );
-        let basic = base64::engine::general_purpose::STANDARD.encode(pair);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/oauth/token", self.config.login_base))
-            .header(header::AUTHORIZATION, format!("Basic {basic}"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(Bytes::from_static(b"grant_type=client_credentials"));
-        match request {
-            Ok(request) => {
+        match self.token.request() {
+            Ok(None) => {}
+            Ok(Some(request)) => {
                 self.counts.token += 1;
                 let options = ItemOptions {
                     lane: Some(self.logins),
@@ -438,7 +406,7 @@ impl UserUpdate {
                     options,
                 );
             }
-            Err(error) => self.fail_auth(None, format!("the login URL is not valid: {error}")),
+            Err(failure) => self.fail_auth(failure),
         }
     }
 
@@ -549,11 +517,8 @@ impl UserUpdate {
         if key.job == Job::Token {
             return self.on_token(now, &response);
         }
-        if response.status() == StatusCode::UNAUTHORIZED && !key.replayed {
-            // The token expired or was revoked: renew once and replay.
-            if matches!(self.token, Token::Valid { .. }) {
-                self.token = Token::Missing;
-            }
+        if self.token.replay_after(response.status(), key.replayed) {
+            // The token expired or was revoked: replay with a new one.
             self.submit(
                 now,
                 Key {
@@ -576,69 +541,34 @@ impl UserUpdate {
     }
 
     fn on_token(&mut self, now: Timestamp, response: &Response<Bytes>) {
-        let body: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
-        let token = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty());
-        match token {
-            Some(token) if response.status().is_success() => {
-                // Without `expires_in`, assume Genesys' default lifetime; a 401 still renews.
-                let lifetime = body
-                    .get("expires_in")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(86_400);
-                let lifetime = Duration::from_secs(lifetime);
-                let lead = self.config.renew_before.min(lifetime / 2);
-                self.token = Token::Valid {
-                    token: Secret::new(token),
-                    renew_at: now + (lifetime - lead),
-                };
-                self.token_generation += 1;
-                tracing::debug!(expires_in_s = lifetime.as_secs(), "token received");
-                let held: Vec<Key> = self.held.drain(..).collect();
-                for key in held {
+        match self.token.on_answer(now, response) {
+            Ok(waiting) => {
+                for key in waiting {
                     self.submit(now, key);
                 }
             }
-            _ => {
-                let details = ErrorDetails::from_response(response);
-                let said = details
-                    .message
-                    .or(details.code)
-                    .unwrap_or_else(|| "no reason given".into());
-                let message = if response.status().is_success() {
-                    "the token answer had no access_token".to_owned()
-                } else {
-                    format!("the login host refused the credentials: {said}")
-                };
-                self.fail_auth(Some(response.status().as_u16()), message);
-            }
+            Err(failure) => self.fail_auth(failure),
         }
     }
 
-    fn fail_auth(&mut self, status: Option<u16>, message: String) {
-        tracing::error!(status, message = %message, "authentication failed");
-        self.token = Token::Failed;
-        self.auth_failure = Some(AuthFailure {
-            status,
-            message: message.clone(),
-        });
-        self.held.clear();
+    /// Authentication failed for good (credentials refused, no token in the answer, a login URL
+    /// that makes no request): every open row fails with the reason.
+    fn fail_auth(&mut self, failure: AuthFailure) {
         self.scheduler.cancel_queued();
+        let status = failure.status.unwrap_or(0);
         for index in 0..self.rows.len() as u32 {
-            let status = status.unwrap_or(0);
             self.finish(
                 index,
                 RowOutcome::Failed {
                     user_id: None,
                     status,
                     code: Some("authentication".into()),
-                    message: Some(message.clone()),
+                    message: Some(failure.message.clone()),
                     correlation_id: None,
                 },
             );
         }
+        self.auth_failure = Some(failure);
     }
 
     fn on_gave_up(&mut self, job: &Job, reason: &GiveUpReason) {
@@ -647,8 +577,7 @@ impl UserUpdate {
             // wrong, so the rows are left for a resumed run rather than failed as refused.
             let reason = format!("could not reach the login host for a token: {reason}");
             tracing::error!(reason = %reason, "no token");
-            self.token = Token::Failed;
-            self.held.clear();
+            self.token.give_up();
             self.scheduler.cancel_queued();
             for index in 0..self.rows.len() as u32 {
                 self.finish(
@@ -1085,11 +1014,9 @@ impl UserUpdate {
         self.outputs.push_back(report);
     }
 
+    /// When the token is due for renewal, while rows still need it.
     fn renew_at(&self) -> Option<Timestamp> {
-        match self.token {
-            Token::Valid { renew_at, .. } if self.open_rows > 0 => Some(renew_at),
-            _ => None,
-        }
+        self.token.renew_at().filter(|_| self.open_rows > 0)
     }
 }
 
@@ -1161,11 +1088,8 @@ impl Machine for UserUpdate {
             if let Some(report) = self.outputs.pop_front() {
                 return Action::Done(report);
             }
-            if let Token::Valid { renew_at, .. } = self.token
-                && now >= renew_at
-                && self.open_rows > 0
-            {
-                self.token = Token::Missing;
+            if self.renew_at().is_some_and(|renew| now >= renew) {
+                self.token.forget();
                 self.request_token(now);
             }
             match self.scheduler.poll(now) {
