@@ -13,6 +13,7 @@ pub mod machine;
 pub mod rng;
 pub mod sched;
 pub mod time;
+pub mod transport;
 
 pub use machine::{Action, Machine, Send};
 pub use time::Timestamp;

@@ -25,6 +25,7 @@ use futures_rustls::client::TlsStream;
 use futures_rustls::pki_types::ServerName;
 use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
 use gcbulk_core::sched::TransportError;
+use gcbulk_core::transport::{admit, io_failure};
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue, USER_AGENT};
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -33,7 +34,7 @@ use hyper::client::conn::http1;
 use hyper::rt::ReadBufCursor;
 
 use crate::DriverError;
-use crate::transport::{self, Transport};
+use crate::transport::Transport;
 
 /// Bytes read from a socket at a time before hyper takes them.
 const READ_CHUNK: usize = 16 * 1024;
@@ -288,7 +289,7 @@ struct Origin {
 impl Origin {
     fn of(uri: &Uri) -> Result<Self, TransportError> {
         // The driver has checked this already; a transport used alone checks it too.
-        transport::admit(uri, true)?;
+        admit(uri, true)?;
         let tls = uri.scheme_str() == Some("https");
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -407,7 +408,7 @@ fn hyper_error(error: &hyper::Error) -> TransportError {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<io::Error>() {
-            return io_error(io);
+            return io_failure(io.kind());
         }
         source = cause.source();
     }
@@ -415,23 +416,6 @@ fn hyper_error(error: &hyper::Error) -> TransportError {
         return TransportError::Reset;
     }
     TransportError::Protocol
-}
-
-/// What a socket failure means to the machine.
-fn io_error(error: &io::Error) -> TransportError {
-    use io::ErrorKind as K;
-
-    match error.kind() {
-        K::ConnectionRefused
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::AddrNotAvailable
-        | K::AddrInUse
-        | K::NotConnected => TransportError::Connect,
-        K::TimedOut | K::WouldBlock => TransportError::TimedOut,
-        K::InvalidData => TransportError::Protocol,
-        _ => TransportError::Reset,
-    }
 }
 
 /// A socket, with TLS or without.
@@ -580,20 +564,5 @@ mod tests {
             HttpTransport::new(options),
             Err(DriverError::UserAgent)
         ));
-    }
-
-    #[test]
-    fn socket_failures_map_to_what_the_machine_understands() {
-        let kinds = [
-            (io::ErrorKind::ConnectionRefused, TransportError::Connect),
-            (io::ErrorKind::TimedOut, TransportError::TimedOut),
-            (io::ErrorKind::ConnectionReset, TransportError::Reset),
-            (io::ErrorKind::UnexpectedEof, TransportError::Reset),
-            (io::ErrorKind::BrokenPipe, TransportError::Reset),
-            (io::ErrorKind::InvalidData, TransportError::Protocol),
-        ];
-        for (kind, expected) in kinds {
-            assert_eq!(io_error(&io::Error::from(kind)), expected, "{kind:?}");
-        }
     }
 }

@@ -11,13 +11,14 @@ use bytes::Bytes;
 use futures_util::future::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use gcbulk_core::sched::{AttemptId, TransportError, WaitReason};
+use gcbulk_core::transport::admit;
 use gcbulk_core::{Action, Machine, Send, Timestamp};
 use http::{Method, Response};
 use tracing::Instrument as _;
 
 use crate::client::{HttpOptions, HttpTransport};
 use crate::clock::Clock;
-use crate::transport::{self, Transport};
+use crate::transport::Transport;
 use crate::{DriverError, StopSignal};
 
 /// The refusal handed to the machine for a send it asks for after a stop was requested.
@@ -333,7 +334,7 @@ impl<'a, T: Transport> Run<'a, T> {
             Err(TransportError::Refused(STOPPED.to_owned()))
         } else {
             let allow_http = self.driver.options.allow_loopback_http;
-            transport::admit(send.request.uri(), allow_http)
+            admit(send.request.uri(), allow_http)
         };
         if let Err(refusal) = admitted {
             tracing::debug!(attempt = %send.attempt, error = %refusal, "attempt refused");

@@ -8,11 +8,12 @@ use std::thread;
 use std::time::Duration;
 
 use gcbulk_core::sched::{TransportError, WaitReason};
+use gcbulk_core::transport::{Target, admit};
 use gcbulk_core::{Action, Machine, Send, Timestamp};
 
 use crate::DriverError;
 use crate::clock::Clock;
-use crate::transport::{self, Completion, Target, Transport};
+use crate::transport::{Completion, Transport};
 
 /// How often a blocked run looks at the stop flag, when there is one.
 const STOP_CHECK: Duration = Duration::from_millis(50);
@@ -370,7 +371,7 @@ impl<'a> Run<'a> {
             Err(TransportError::Refused(STOPPED.to_owned()))
         } else {
             let allow_http = self.driver.options.allow_loopback_http;
-            transport::admit(send.request.uri(), allow_http)
+            admit(send.request.uri(), allow_http)
         };
 
         match admitted {

@@ -1,13 +1,15 @@
-//! One attempt over HTTP: what a worker thread does with a [`Send`], and what a request must be
-//! before it may leave at all.
+//! One attempt over HTTP: what a worker thread does with a [`Send`] that
+//! [`admit`](gcbulk_core::transport::admit) let through, and what a ureq failure means to the
+//! machine.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
 use gcbulk_core::Send;
 use gcbulk_core::sched::{AttemptId, TransportError};
+use gcbulk_core::transport::{Target, io_failure};
 use http::{Request, Response, Uri};
 use ureq::config::{Config, IpFamily};
 use ureq::unversioned::resolver::{self, DefaultResolver, ResolvedSocketAddrs};
@@ -15,24 +17,8 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::DriverOptions;
 
-/// The refusal for plain HTTP to anything but loopback: a bearer token must never cross a network
-/// in clear text.
-pub(crate) const PLAIN_HTTP_REMOTE: &str = "plain http is only allowed to loopback";
-
-/// The refusal for plain HTTP when the options forbid it even to loopback.
-pub(crate) const PLAIN_HTTP_OFF: &str = "plain http is not allowed";
-
 /// The header Genesys Cloud puts on every answer; support asks for it.
 const CORRELATION_ID: &str = "inin-correlation-id";
-
-/// Where a request is going, once it has been let through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// This machine: never through a proxy.
-    Loopback,
-    /// Anywhere else, over HTTPS.
-    Remote,
-}
 
 /// The result of one attempt, on its way back to the machine's thread.
 #[derive(Debug)]
@@ -41,39 +27,6 @@ pub(crate) struct Completion {
     pub(crate) attempt: AttemptId,
     /// The answer, or how the transport failed.
     pub(crate) result: Result<Response<Bytes>, TransportError>,
-}
-
-/// Checks that a request may be sent at all, before any connection is made.
-pub(crate) fn admit(uri: &Uri, allow_loopback_http: bool) -> Result<Target, TransportError> {
-    let refuse = |why: &str| Err(TransportError::Refused(why.to_owned()));
-    let Some(host) = uri.host() else {
-        return refuse("the request url has no host");
-    };
-    let target = if is_loopback(host) {
-        Target::Loopback
-    } else {
-        Target::Remote
-    };
-
-    match uri.scheme_str() {
-        Some("https") => Ok(target),
-        Some("http") if target == Target::Loopback && allow_loopback_http => Ok(target),
-        Some("http") if allow_loopback_http => refuse(PLAIN_HTTP_REMOTE),
-        Some("http") => refuse(PLAIN_HTTP_OFF),
-        _ => refuse("only http and https urls are supported"),
-    }
-}
-
-/// True for `localhost`, 127.0.0.0/8 and `::1`: names that cannot leave this machine.
-fn is_loopback(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
-    }
-    host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Performs attempts with one shared ureq agent, so connections are reused across workers.
@@ -109,7 +62,7 @@ impl Transport {
         }
     }
 
-    /// Performs one attempt that [`admit`] let through and logs what went wrong, if anything.
+    /// Performs one attempt that [`admit`](gcbulk_core::transport::admit) let through and logs what went wrong, if anything.
     pub(crate) fn perform(&self, send: Send, target: Target) -> Completion {
         let attempt = send.attempt;
         let method = send.request.method().clone();
@@ -259,8 +212,6 @@ pub(crate) fn transport_error(error: &ureq::Error) -> TransportError {
 }
 
 fn io_error(error: &io::Error) -> TransportError {
-    use io::ErrorKind as K;
-
     // ureq hands some of its own errors back wrapped in an io::Error (the body limit, say).
     if let Some(inner) = error
         .get_ref()
@@ -268,83 +219,12 @@ fn io_error(error: &io::Error) -> TransportError {
     {
         return transport_error(inner);
     }
-    match error.kind() {
-        K::ConnectionRefused
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::AddrNotAvailable
-        | K::AddrInUse
-        | K::NotConnected => TransportError::Connect,
-        K::TimedOut | K::WouldBlock => TransportError::TimedOut,
-        K::InvalidData => TransportError::Protocol,
-        _ => TransportError::Reset,
-    }
+    io_failure(error.kind())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn admit_str(url: &str, allow: bool) -> Result<Target, TransportError> {
-        admit(&url.parse::<Uri>().unwrap(), allow)
-    }
-
-    fn refused(why: &str) -> Result<Target, TransportError> {
-        Err(TransportError::Refused(why.to_owned()))
-    }
-
-    #[test]
-    fn plain_http_reaches_loopback_only() {
-        for url in [
-            "http://127.0.0.1:8080/api",
-            "http://127.9.8.7/",
-            "http://localhost/",
-            "http://LocalHost.:3000/",
-            "http://[::1]:8080/",
-        ] {
-            assert_eq!(admit_str(url, true), Ok(Target::Loopback), "{url}");
-        }
-        for url in [
-            "http://192.0.2.1/",
-            "http://10.0.0.1/",
-            "http://localhost.example.com/",
-            "http://[::2]/",
-            "http://[::ffff:127.0.0.1]/",
-            "http://api.mypurecloud.com/api/v2/users",
-        ] {
-            assert_eq!(admit_str(url, true), refused(PLAIN_HTTP_REMOTE), "{url}");
-        }
-    }
-
-    #[test]
-    fn plain_http_can_be_turned_off_even_for_loopback() {
-        assert_eq!(
-            admit_str("http://127.0.0.1/", false),
-            refused(PLAIN_HTTP_OFF)
-        );
-        assert_eq!(admit_str("https://127.0.0.1/", false), Ok(Target::Loopback));
-    }
-
-    #[test]
-    fn https_goes_anywhere() {
-        assert_eq!(
-            admit_str("https://api.mypurecloud.com/api/v2/users", true),
-            Ok(Target::Remote)
-        );
-        assert_eq!(admit_str("https://localhost/", true), Ok(Target::Loopback));
-    }
-
-    #[test]
-    fn urls_without_a_host_or_with_another_scheme_are_refused() {
-        assert!(matches!(
-            admit_str("/api/v2/users", true),
-            Err(TransportError::Refused(_))
-        ));
-        assert!(matches!(
-            admit_str("ftp://127.0.0.1/", true),
-            Err(TransportError::Refused(_))
-        ));
-    }
 
     #[test]
     fn an_ip_address_in_the_url_needs_no_lookup() {
@@ -363,17 +243,16 @@ mod tests {
     }
 
     #[test]
-    fn io_failures_map_to_what_the_machine_understands() {
-        let kinds = [
-            (io::ErrorKind::ConnectionRefused, TransportError::Connect),
-            (io::ErrorKind::TimedOut, TransportError::TimedOut),
-            (io::ErrorKind::ConnectionReset, TransportError::Reset),
-            (io::ErrorKind::UnexpectedEof, TransportError::Reset),
-            (io::ErrorKind::BrokenPipe, TransportError::Reset),
-        ];
-        for (kind, expected) in kinds {
+    fn io_failures_map_as_the_core_maps_socket_failures() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::InvalidData,
+        ] {
             let error = ureq::Error::Io(io::Error::from(kind));
-            assert_eq!(transport_error(&error), expected, "{kind:?}");
+            assert_eq!(transport_error(&error), io_failure(kind), "{kind:?}");
         }
     }
 
