@@ -1,6 +1,6 @@
 //! The change model: what one row of a spreadsheet asks of one user.
 //!
-//! Readers (CSV, JSONL) turn their input into [`ChangeRow`]s; [`crate::validate`] checks them
+//! Readers (CSV, JSONL) turn their input into [`ChangeRow`]s; [`crate::genesys::validate`] checks them
 //! before any request is made. A row remembers where it came from so every error can name the
 //! file and line.
 

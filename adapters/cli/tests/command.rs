@@ -1006,6 +1006,74 @@ fn a_wrong_secret_exits_3_with_one_clear_line() {
     assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
 }
 
+/// A login host that answers every request `200` with a body that holds no token, as a proxy or
+/// a cut-off answer might; returns its base URL.
+fn tokenless_login_host() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 8192];
+            let _ = stream.read(&mut request);
+            let body = r#"{"token_type":"bearer"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_token_answer_without_a_token_is_not_blamed_on_the_credentials() {
+    let emulator = start(fast_server(), sample_users());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let login = tokenless_login_host();
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "head.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "--login-base",
+        &login,
+    ]));
+    finished.expect_code(1);
+    assert!(
+        finished.stderr.contains("no access_token"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("GENESYSCLOUD_OAUTHCLIENT_SECRET"),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
+
+    // The export says the same.
+    let exported = run(gcbulk(dir.path()).args([
+        "export",
+        "--out",
+        "users.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "--login-base",
+        &login,
+    ]));
+    exported.expect_code(1);
+    assert!(
+        exported.stderr.contains("could not sign in"),
+        "{}",
+        exported.stderr
+    );
+}
+
 #[test]
 fn the_secret_and_the_token_appear_nowhere() {
     let secret = "s3cr3t-Zq8v-never-print-me";

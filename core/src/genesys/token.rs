@@ -30,6 +30,16 @@ pub struct AuthFailure {
     pub message: String,
 }
 
+impl AuthFailure {
+    /// Whether the login host refused the credentials (it answered 4xx). Otherwise it answered
+    /// without a usable token (a cut-off or unreadable body, say), which is no fault of the
+    /// credentials and may pass if tried again later.
+    pub fn credentials_refused(&self) -> bool {
+        self.status
+            .is_some_and(|status| (400..500).contains(&status))
+    }
+}
+
 /// What a request can go out with at a given moment.
 #[derive(Debug)]
 pub(super) enum Bearer {
@@ -177,10 +187,13 @@ impl<K> TokenKeeper<K> {
                     .or(details.code)
                     .unwrap_or_else(|| "no reason given".into());
                 // Only the error fields are quoted: an `access_token` in a refusal stays unsaid.
-                let message = if response.status().is_success() {
+                let status = response.status();
+                let message = if status.is_success() {
                     "the token answer had no access_token".to_owned()
-                } else {
+                } else if status.is_client_error() {
                     format!("the login host refused the credentials: {said}")
+                } else {
+                    format!("the login host could not give a token: {said}")
                 };
                 Err(self.fail(Some(response.status().as_u16()), message))
             }
@@ -368,11 +381,22 @@ mod tests {
 
         let mut unexplained = self::keeper(None);
         unexplained.request().unwrap();
-        let failure = unexplained.on_answer(at(0), &answer(503, "")).unwrap_err();
+        let failure = unexplained.on_answer(at(0), &answer(400, "")).unwrap_err();
         assert_eq!(
             failure.message,
             "the login host refused the credentials: no reason given"
         );
+        assert!(failure.credentials_refused());
+
+        // A login host that is down says nothing about the credentials.
+        let mut down = self::keeper(None);
+        down.request().unwrap();
+        let failure = down.on_answer(at(0), &answer(503, "")).unwrap_err();
+        assert_eq!(
+            failure.message,
+            "the login host could not give a token: no reason given"
+        );
+        assert!(!failure.credentials_refused());
     }
 
     #[test]
@@ -395,6 +419,7 @@ mod tests {
                 "{body}"
             );
             assert!(matches!(keeper.bearer(at(0)), Bearer::Failed));
+            assert!(!failure.credentials_refused(), "{body}");
         }
     }
 

@@ -14,7 +14,7 @@ use gcbulk_ureq::{Driver, DriverOptions, Observer};
 
 use super::args::{ExportArgs, StateArg};
 use super::progress::Progress;
-use super::target::{self, ENV_CLIENT_ID, ENV_CLIENT_SECRET, Environment};
+use super::target::{self, Environment};
 use super::{Exit, Failure, Ui};
 
 /// Lists the users and writes them out.
@@ -56,17 +56,7 @@ pub(crate) fn export(args: &ExportArgs, env: &Environment, ui: &Ui) -> Result<Ex
     let result = machine.finish();
 
     match result.failure {
-        Some(ExportFailure::Auth(auth)) => {
-            let status = auth
-                .status
-                .map(|s| format!(" (HTTP {s})"))
-                .unwrap_or_default();
-            return Err(Failure::auth(format!(
-                "authentication failed{status}: {}. Check the OAuth client id and secret \
-                 ({ENV_CLIENT_ID}, {ENV_CLIENT_SECRET} or --credentials) and the region",
-                auth.message
-            )));
-        }
+        Some(ExportFailure::Auth(auth)) => return Err(Failure::sign_in(&auth)),
         Some(ExportFailure::Page {
             page,
             status,

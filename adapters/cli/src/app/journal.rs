@@ -26,6 +26,8 @@ use super::Failure;
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
+    /// PATCHes recorded through this handle: once there is one, the journal is needed to revert.
+    patches: u64,
 }
 
 impl Journal {
@@ -50,6 +52,7 @@ impl Journal {
         let mut journal = Self {
             path: path.to_owned(),
             file,
+            patches: 0,
         };
         journal
             .append(&Entry::Header(header))
@@ -79,6 +82,7 @@ impl Journal {
         let mut journal = Self {
             path: path.to_owned(),
             file,
+            patches: 0,
         };
         journal
             .append(&Entry::Resumed { started_at })
@@ -103,7 +107,13 @@ impl Journal {
 
     /// Records a PATCH before it is sent.
     pub(crate) fn append_patch(&mut self, intent: &PatchIntent) -> io::Result<()> {
+        self.patches += 1;
         self.append(&Entry::Patch(intent))
+    }
+
+    /// Whether it records a PATCH, so that it must be kept whatever became of the run.
+    pub(crate) fn records_patches(&self) -> bool {
+        self.patches > 0
     }
 
     /// Records a PATCH the server refused.

@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use gcbulk_core::genesys::AuthFailure;
 use indicatif::ProgressBar;
 
 pub(crate) mod args;
@@ -24,6 +25,7 @@ mod trace;
 mod update;
 
 use args::{Cli, Command};
+use target::{ENV_CLIENT_ID, ENV_CLIENT_SECRET};
 
 /// How a command ended, as the process's exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,26 @@ impl Failure {
             exit: Exit::Auth,
             message: message.into(),
         }
+    }
+
+    /// Signing in failed: exit 3 with a hint about the credentials when the login host refused
+    /// them, else exit 1, as for any other run that could not go on.
+    pub(crate) fn sign_in(auth: &AuthFailure) -> Self {
+        let status = auth
+            .status
+            .map(|s| format!(" (HTTP {s})"))
+            .unwrap_or_default();
+        if auth.credentials_refused() {
+            return Self::auth(format!(
+                "authentication failed{status}: {}. Check the OAuth client id and secret \
+                 ({ENV_CLIENT_ID}, {ENV_CLIENT_SECRET} or --credentials) and the region",
+                auth.message
+            ));
+        }
+        Self::run(format!(
+            "could not sign in{status}: {}. The credentials were not refused; try again later",
+            auth.message
+        ))
     }
 
     /// The run could not go on (a journal that cannot be written, a driver fault): exit 1.

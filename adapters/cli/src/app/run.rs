@@ -21,7 +21,7 @@ use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord
 use super::progress::Progress;
 use super::record::Recorder;
 use super::report::{self, People, Requests, Summary};
-use super::target::{Connection, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
+use super::target::Connection;
 use super::trace::{Forward, Trace, Traced};
 use super::{Exit, Failure, Ui};
 
@@ -183,22 +183,15 @@ pub(crate) fn run_traced(
         return Err(failure);
     }
     if let Some(auth) = machine.auth_failure() {
-        // A journal this run started holds nothing but the refusal: let the next try start
-        // afresh instead of asking for --resume.
+        // A journal this run started that holds no PATCH has nothing to revert or resume: let
+        // the next try start afresh instead of asking for --resume.
         if let Some(journal) = &journal
             && fresh
+            && !journal.records_patches()
         {
             let _ = std::fs::remove_file(journal.path());
         }
-        let status = auth
-            .status
-            .map(|s| format!(" (HTTP {s})"))
-            .unwrap_or_default();
-        return Err(Failure::auth(format!(
-            "authentication failed{status}: {}. Check the OAuth client id and secret \
-             ({ENV_CLIENT_ID}, {ENV_CLIENT_SECRET} or --credentials) and the region",
-            auth.message
-        )));
+        return Err(Failure::sign_in(auth));
     }
     if !ui.quiet() {
         report::print_summary(ui, &summary);
