@@ -167,11 +167,13 @@ pub fn compare_and_plot(
 pub fn find_scenario(name_or_path: &str) -> Result<Scenario, Error> {
     let error = match scenario::find(name_or_path) {
         Ok(scenario) => return Ok(scenario),
-        Err(error @ ScenarioError::Parse(_)) => error,
+        Err(error) if error.is_parse() => error,
         Err(error) => return Err(error.into()),
     };
     let path = std::path::Path::new(name_or_path);
-    let text = std::fs::read_to_string(path).map_err(ScenarioError::Io)?;
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Err(error.into());
+    };
     let Ok(replay) = Replay::from_json(&text) else {
         return Err(error.into());
     };

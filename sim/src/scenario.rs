@@ -98,10 +98,41 @@ pub enum ScenarioError {
     /// The server configuration is invalid.
     #[error("invalid server configuration: {0}")]
     Config(#[from] crate::model::ConfigError),
-    /// A count that must be positive is zero, or more users change than exist.
+    /// A count is out of its range, or more users change than exist.
     #[error("{0}")]
     Shape(&'static str),
+    /// What is wrong with a scenario file, with its path.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        error: Box<ScenarioError>,
+    },
 }
+
+impl ScenarioError {
+    /// Whether the text is not a scenario at all (it may then be something else, a trace).
+    pub fn is_parse(&self) -> bool {
+        match self {
+            Self::Parse(_) => true,
+            Self::InFile { error, .. } => error.is_parse(),
+            _ => false,
+        }
+    }
+
+    fn in_file(self, path: &Path) -> Self {
+        Self::InFile {
+            path: path.to_owned(),
+            error: Box::new(self),
+        }
+    }
+}
+
+/// The most users a scenario's organisation may have: memory grows by about 5 KiB a user.
+pub const MAX_USERS: usize = 200_000;
+/// The most clients, and the most workers a client, a scenario may have.
+pub const MAX_CLIENTS: usize = 64;
 
 impl Scenario {
     /// Reads a scenario from JSON; fields left out keep their defaults.
@@ -113,7 +144,11 @@ impl Scenario {
 
     /// Reads a scenario file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
-        Self::from_json(&std::fs::read_to_string(path)?)
+        let path = path.as_ref();
+        std::fs::read_to_string(path)
+            .map_err(ScenarioError::from)
+            .and_then(|text| Self::from_json(&text))
+            .map_err(|error| error.in_file(path))
     }
 
     /// Checks that the scenario describes something that can run.
@@ -122,6 +157,16 @@ impl Scenario {
         if self.clients == 0 || self.workers == 0 {
             return Err(ScenarioError::Shape(
                 "clients and workers must be at least 1",
+            ));
+        }
+        if self.clients > MAX_CLIENTS || self.workers > MAX_CLIENTS {
+            return Err(ScenarioError::Shape(
+                "clients and workers may be at most 64 each",
+            ));
+        }
+        if self.org.users > MAX_USERS {
+            return Err(ScenarioError::Shape(
+                "the organisation may have at most 200,000 users",
             ));
         }
         if self.org.changed > self.org.users {

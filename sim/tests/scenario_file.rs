@@ -65,3 +65,27 @@ fn an_unknown_scenario_is_an_error_and_the_list_names_every_preset() {
         assert!(list.lines().any(|line| line.starts_with(name)), "{name}");
     }
 }
+
+#[test]
+fn a_scenario_too_big_to_run_is_refused_naming_its_file() {
+    let dir = std::env::temp_dir();
+    for (name, text, said) in [
+        ("workers", r#"{"workers": 100000000}"#, "at most 64"),
+        ("clients", r#"{"clients": 100000}"#, "at most 64"),
+        (
+            "users",
+            r#"{"org": {"users": 10000000, "changed": 1}}"#,
+            "200,000 users",
+        ),
+        ("broken", r#"{"org": "#, "not a scenario"),
+    ] {
+        let path = dir.join(format!("gcbulk-big-{name}-{}.json", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let error = compare_cli(path.to_str().unwrap(), 1, Format::Table)
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(error.contains(said), "{name}: {error}");
+        assert!(error.contains(path.to_str().unwrap()), "{name}: {error}");
+    }
+}
