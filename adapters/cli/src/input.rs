@@ -23,8 +23,8 @@
 //!
 //! # JSON lines
 //! One object per line with the same names as the CSV columns (`manager_email` or `managerEmail`
-//! for `email_manager`, camelCase accepted throughout). Values are strings; `null` clears the
-//! field. Blank lines are skipped; an unknown key is an error for that line.
+//! for `email_manager`, camelCase accepted throughout). Values are strings; `null` and `""` are an
+//! empty cell. Blank lines are skipped; an unknown key is an error for that line.
 //!
 //! # Cells
 //! Values are trimmed. A row is keyed by its `id` when it has one (its `email` is then a field to
@@ -378,10 +378,8 @@ impl Known {
 /// One cell as a reader found it, before any rule is applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Cell {
-    /// Text, already trimmed; may be empty.
+    /// Text, already trimmed; empty for an empty cell or a JSON `null`.
     Text(String),
-    /// JSON `null`: clear the field.
-    Null,
 }
 
 /// The cells of one row that map to fields, each with the name the file gives its column.
@@ -499,12 +497,9 @@ fn settable(wanted: Wanted) -> Option<String> {
     }
 }
 
-/// Applies the cell rules to one cell: emptiness, `null`, the formula guard, the syntax checks.
+/// Applies the cell rules to one cell: emptiness, the formula guard, the syntax checks.
 fn want(field: Field, cell: Cell, clear_empty: bool) -> Result<Wanted, String> {
     let text = match cell {
-        Cell::Null if field == Field::Id => return Ok(Wanted::Leave),
-        Cell::Null if field.clearable() => return Ok(Wanted::Clear),
-        Cell::Null => return Err("cannot be cleared".to_owned()),
         Cell::Text(text) if text.is_empty() => {
             return Ok(if clear_empty && field.clearable() {
                 Wanted::Clear

@@ -35,6 +35,10 @@ fn lines(errors: &[RowError]) -> Vec<u64> {
     errors.iter().map(|e| e.source.line).collect()
 }
 
+fn lines_of(rows: &[ChangeRow]) -> Vec<u64> {
+    rows.iter().map(|r| r.source.line).collect()
+}
+
 fn row_at(input: &Input, line: u64) -> &ChangeRow {
     match input.rows.iter().find(|row| row.source.line == line) {
         Some(row) => row,
@@ -579,8 +583,8 @@ mod jsonl {
         assert_eq!(u2.state, Some(UserState::Inactive));
 
         let c = &input.rows[2].desired;
-        assert_eq!(c.department.as_deref(), Some(""), "null clears");
-        assert_eq!(c.manager, Some(ManagerRef::Clear));
+        assert_eq!(c.department, None, "null is an empty cell");
+        assert_eq!(c.manager, None, "null is an empty cell");
         assert_eq!(c.extension, None, "an empty string is an empty cell");
 
         let d = &input.rows[3].desired;
@@ -602,7 +606,9 @@ mod jsonl {
             "{\"title\": \"Lead\"}\n",
         );
         let input = read("t.jsonl", text);
-        assert_eq!(input.rows.len(), 1);
+        // Line 7's `null` name is an empty cell, so that line is a row that leaves the name.
+        assert_eq!(lines_of(&input.rows), [1, 7]);
+        assert_eq!(input.rows[1].desired.name, None);
 
         let found: Vec<_> = input
             .row_errors
@@ -617,7 +623,6 @@ mod jsonl {
                 (4, Some("version")),
                 (5, Some("extension")),
                 (6, Some("phone_work")),
-                (7, Some("name")),
                 (8, None),
                 (9, None),
             ]
@@ -639,7 +644,54 @@ mod jsonl {
             messages[3],
             "t.jsonl:5: extension: must be a string or null, not a number"
         );
-        assert_eq!(messages[5], "t.jsonl:7: name: cannot be cleared");
+    }
+
+    #[test]
+    fn null_and_empty_strings_are_empty_cells() {
+        let text = concat!(
+            r#"{"email": "a@acme.example", "title": null, "department": "", "#,
+            r#""manager_id": null, "email_manager": " ", "phone_work": null, "name": null, "#,
+            r#""username": "", "state": null, "preferredName": null, "extension": ""}"#,
+            "\n",
+        );
+
+        let kept = read("t.jsonl", text);
+        assert!(kept.row_errors.is_empty(), "{:?}", kept.row_errors);
+        assert!(
+            kept.rows[0].desired.is_empty(),
+            "without --clear-empty nothing changes: {:?}",
+            kept.rows[0].desired
+        );
+
+        let options = ReadOptions {
+            clear_empty: true,
+            format: None,
+        };
+        let cleared = read_with("t.jsonl", text.as_bytes(), &options);
+        assert!(cleared.row_errors.is_empty(), "{:?}", cleared.row_errors);
+        let desired = &cleared.rows[0].desired;
+        for field in [
+            &desired.title,
+            &desired.department,
+            &desired.phone_work,
+            &desired.extension,
+            &desired.preferred_name,
+        ] {
+            assert_eq!(field.as_deref(), Some(""));
+        }
+        assert_eq!(desired.manager, Some(ManagerRef::Clear));
+        assert_eq!((&desired.name, &desired.username), (&None, &None));
+        assert_eq!(desired.state, None);
+    }
+
+    #[test]
+    fn a_null_not_applied_key_is_not_counted_as_a_value() {
+        let input = read(
+            "t.jsonl",
+            "{\"email\": \"a@acme.example\", \"skills\": null, \"queues\": \"\"}\n",
+        );
+        let values: Vec<_> = input.ignored_columns.iter().map(|c| c.values).collect();
+        assert_eq!(values, [0, 0]);
     }
 
     #[test]

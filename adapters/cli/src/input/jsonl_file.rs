@@ -1,4 +1,7 @@
 //! The JSON lines reader: one object per line, strings or `null` as values.
+//!
+//! `null` is an empty cell, as is `""`: it leaves the field as it is unless
+//! [`ReadOptions::clear_empty`] is set, exactly as an empty CSV cell does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,7 +96,12 @@ fn raw_row<'a>(
             Some(Known::Applied(field)) => field,
             Some(Known::NotApplied(_)) => {
                 let index = ignored.note(key, IgnoreReason::NotApplied);
-                if !matches!(value, Value::Null) {
+                let empty = match value {
+                    Value::Null => true,
+                    Value::String(text) => text.trim().is_empty(),
+                    _ => false,
+                };
+                if !empty {
                     ignored.count_value(index);
                 }
                 continue;
@@ -115,7 +123,8 @@ fn raw_row<'a>(
         }
         let cell = match value {
             Value::String(text) => Cell::Text(text.trim().to_owned()),
-            Value::Null => Cell::Null,
+            // An empty cell, never a request to clear: only --clear-empty clears.
+            Value::Null => Cell::Text(String::new()),
             other => {
                 let message = format!("must be a string or null, not {}", kind(other));
                 errors.push(RowError::new(source, Some(key), message));
