@@ -245,6 +245,22 @@ fn transport_errors_retry_but_refusals_do_not() {
 }
 
 #[test]
+fn a_retry_after_too_long_to_count_gives_up_at_once_as_resumable() {
+    let mut s = Scheduler::new(quiet_config(), 1);
+    s.push(Timestamp::ZERO, 0, get(0));
+    let send = expect_send(s.poll(Timestamp::ZERO));
+    let endless = response(429, &[("retry-after", "99999999999999999999")]);
+    s.handle_response(Timestamp::ZERO, send.attempt, endless)
+        .unwrap();
+    let done = expect_done(s.poll(Timestamp::ZERO));
+    let Outcome::GaveUp { reason, .. } = done.outcome else {
+        panic!()
+    };
+    assert!(matches!(reason, GiveUpReason::RateLimitedTooLong { .. }));
+    assert!(reason.to_string().starts_with("rate limited for too long"));
+}
+
+#[test]
 fn long_retry_after_gives_up_every_waiting_item_as_resumable() {
     let mut s = Scheduler::new(quiet_config(), 1);
     for id in 0..3 {
