@@ -1340,3 +1340,179 @@ fn exporting_inactive_users_stops_cleanly_at_the_listing_limit() {
     let input = read_changes("inactive.csv", &sheet, &ReadOptions::default()).unwrap();
     assert_eq!(input.rows.len() + input.row_errors.len(), 1000);
 }
+
+#[test]
+fn a_second_run_on_a_journal_in_use_stops_before_sending_anything() {
+    let emulator = start(fast_server(), sample_users());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(20));
+    let url = emulator.base_url();
+    let args = ["update", "head.csv", "--api-base", url.as_str()];
+    run(gcbulk(dir.path()).args(args));
+    // As if that run was stopped before any row was settled, so a resume has users to read.
+    let journal = dir.path().join("head.csv.journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let kept: String = text
+        .split_inclusive('\n')
+        .filter(|line| !line.contains(r#""type":"row""#))
+        .collect();
+    std::fs::write(&journal, &kept).unwrap();
+    let written = std::fs::read(&journal).unwrap();
+
+    // Another gcbulk run holding the journal, as this process does now.
+    let held = std::fs::File::open(&journal).unwrap();
+    held.try_lock().unwrap();
+    let sent_before = emulator.stats().total();
+    let second = run(gcbulk(dir.path()).args(args).arg("--resume"));
+    second.expect_code(2);
+    assert!(
+        second
+            .stderr
+            .contains("head.csv.journal.jsonl is in use by another gcbulk run"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(emulator.stats().total(), sent_before);
+    assert_eq!(std::fs::read(&journal).unwrap(), written);
+
+    drop(held);
+    let resumed = run(gcbulk(dir.path()).args(args).arg("--resume"));
+    assert!(
+        resumed.code == Some(0) || resumed.code == Some(1),
+        "{resumed:?}"
+    );
+    assert!(emulator.stats().total() > sent_before);
+}
+
+#[test]
+fn no_output_may_overwrite_the_sheet_or_the_journal() {
+    let emulator = start(fast_server(), sample_users());
+    let url = emulator.base_url();
+    let dir = scratch();
+    let sheet = sample_sheet_head(5);
+    write(dir.path(), "head.csv", &sheet);
+    let refused = |extra: &[&str], named: &str| {
+        let finished = run(gcbulk(dir.path())
+            .args(["update", "head.csv", "--api-base", &url])
+            .args(extra));
+        finished.expect_code(2);
+        assert!(finished.stderr.contains(named), "{}", finished.stderr);
+        assert!(finished.stderr.contains("same file"), "{}", finished.stderr);
+    };
+    refused(&["--report", "head.csv"], "head.csv");
+    refused(&["--report", "./head.csv"], "./head.csv");
+    refused(&["--trace", "head.csv"], "head.csv");
+    refused(&["--journal", "head.csv"], "head.csv");
+    assert_eq!(std::fs::read(dir.path().join("head.csv")).unwrap(), sheet);
+    assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
+
+    run(gcbulk(dir.path()).args(["update", "head.csv", "--api-base", &url]));
+    let journal = std::fs::read(dir.path().join("head.csv.journal.jsonl")).unwrap();
+    refused(
+        &["--resume", "--report", "head.csv.journal.jsonl"],
+        "head.csv.journal.jsonl",
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("head.csv.journal.jsonl")).unwrap(),
+        journal
+    );
+}
+
+#[test]
+fn an_unwritable_report_is_refused_before_anything_is_sent() {
+    let emulator = start(fast_server(), sample_users());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let finished = run(gcbulk(dir.path()).args([
+        "update",
+        "head.csv",
+        "--api-base",
+        &emulator.base_url(),
+        "--report",
+        "no-such-folder/report.json",
+    ]));
+    finished.expect_code(2);
+    assert!(
+        finished.stderr.contains("no-such-folder/report.json"),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(emulator.stats().count_endpoint(Endpoint::PatchUser), 0);
+    assert!(!dir.path().join("head.csv.journal.jsonl").exists());
+}
+
+#[test]
+fn a_refused_login_names_no_journal_it_removed() {
+    let emulator = start(fast_server(), sample_users());
+    let dir = scratch();
+    write(dir.path(), "auth.csv", &sample_sheet_head(5));
+    let finished = run(gcbulk(dir.path())
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", "not-the-secret")
+        .args([
+            "update",
+            "auth.csv",
+            "--api-base",
+            &emulator.base_url(),
+            "--report",
+            "report.json",
+        ]));
+    finished.expect_code(3);
+    assert!(!dir.path().join("auth.csv.journal.jsonl").exists());
+    let report = json(&dir.path().join("report.json"));
+    assert_eq!(report["journal"], Value::Null, "{report}");
+    assert!(!finished.stdout.contains("journal:"), "{}", finished.stdout);
+}
+
+#[test]
+fn a_dry_run_says_only_what_is_true_of_its_journal() {
+    let emulator = start(fast_server(), sample_users());
+    let url = emulator.base_url();
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let dry = run(gcbulk(dir.path()).args(["update", "head.csv", "--dry-run", "--api-base", &url]));
+    assert!(!dry.stdout.contains("--resume"), "{}", dry.stdout);
+
+    run(gcbulk(dir.path()).args(["update", "head.csv", "--api-base", &url]));
+    let resumed = run(gcbulk(dir.path()).args([
+        "update",
+        "head.csv",
+        "--dry-run",
+        "--resume",
+        "--api-base",
+        &url,
+    ]));
+    assert!(!resumed.stdout.contains("--resume"), "{}", resumed.stdout);
+    let counted: u64 = resumed
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert!(counted >= 5, "{}", resumed.stdout);
+}
+
+#[test]
+fn a_domain_that_is_not_a_bare_name_is_refused_before_anything_is_sent() {
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    for (domain, says) in [
+        (
+            "http://mypurecloud.de",
+            "give the domain alone: mypurecloud.de",
+        ),
+        (
+            "api.mypurecloud.de",
+            "give the domain alone: mypurecloud.de",
+        ),
+        ("", "--domain is empty"),
+    ] {
+        let finished = run(gcbulk(dir.path()).args(["update", "head.csv", "--domain", domain]));
+        finished.expect_code(2);
+        assert!(
+            finished.stderr.contains(says),
+            "{domain}: {}",
+            finished.stderr
+        );
+    }
+    assert!(!dir.path().join("head.csv.journal.jsonl").exists());
+}

@@ -14,6 +14,7 @@ mod emulator;
 mod export;
 mod journal;
 pub(crate) mod logging;
+mod outputs;
 mod progress;
 mod record;
 mod report;

@@ -218,7 +218,7 @@ pub(crate) fn write_report(path: &Path, summary: &Summary<'_>) -> Result<(), Fai
 }
 
 /// Prints the summary (and a dry run's diff) on stdout.
-pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
+pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>, report_written: bool) {
     let mut text = String::new();
     if summary.dry_run {
         diff(&mut text, summary.reports, &summary.people);
@@ -240,6 +240,8 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
     };
     if summary.dry_run {
         count("would update", tally.would_update, true);
+        // Rows an earlier run updated, read back from its journal when resuming.
+        count("updated", tally.updated, false);
     } else {
         count("updated", tally.updated, true);
     }
@@ -284,7 +286,9 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>) {
     if let Some(journal) = &summary.journal {
         let _ = writeln!(text, "journal: {}", journal.display());
     }
-    if let Some(report) = &summary.report {
+    if let Some(report) = &summary.report
+        && report_written
+    {
         let _ = writeln!(text, "report:  {}", report.display());
     }
     lists(&mut text, summary);
@@ -376,18 +380,25 @@ fn lists(text: &mut String, summary: &Summary<'_>) {
         RowOutcome::ConflictGaveUp { .. } => true,
         _ => false,
     });
-    section(
-        text,
-        "gave up (run again with --resume to retry them)",
-        &gave_up,
-    );
+    let gave_up_title = if summary.dry_run {
+        "gave up (run the dry run again to retry them)"
+    } else {
+        "gave up (run again with --resume to retry them)"
+    };
+    section(text, gave_up_title, &gave_up);
 
     let left = summary
         .reports
         .iter()
         .filter(|r| matches!(&r.outcome, RowOutcome::GaveUp { reason, .. } if left_by_stop(reason)))
         .count();
-    if left > 0 {
+    if left > 0 && summary.dry_run {
+        let _ = writeln!(
+            text,
+            "\nstopped: {left} rows were not compared; a dry run writes no journal, so run it \
+             again to see them all"
+        );
+    } else if left > 0 {
         let _ = writeln!(
             text,
             "\nstopped: {left} rows were not finished; run the same command again with --resume \

@@ -18,6 +18,7 @@ use gcbulk_core::sched::WaitReason;
 use gcbulk_ureq::{Driver, DriverOptions, Observer};
 
 use super::journal::{self, Header, InputInfo, Journal, JournalOptions, RowRecord, Unanswered};
+use super::outputs::{self, Named};
 use super::progress::Progress;
 use super::record::Recorder;
 use super::report::{self, People, Requests, Summary};
@@ -73,6 +74,7 @@ pub(crate) fn run_traced(
     trace: Option<&std::path::Path>,
     ui: &Ui,
 ) -> Result<Exit, Failure> {
+    check_files(&job, trace)?;
     let source_file: Arc<str> = Arc::from(job.input.path.as_str());
     let (mut journal, earlier, fresh, unanswered) = open_journal(&job, ui)?;
 
@@ -161,6 +163,18 @@ pub(crate) fn run_traced(
     let stats = ran.map_err(|error| Failure::run(format!("the run failed: {error}")))?;
 
     reports.sort_by_key(|r| r.source.line);
+    // A journal this run started that holds no PATCH has nothing to revert or resume when
+    // signing in failed: let the next try start afresh instead of asking for --resume, and name
+    // no journal that is gone.
+    let mut journal_path = journal_path;
+    if machine.auth_failure().is_some()
+        && let Some(journal) = &journal
+        && fresh
+        && !journal.records_patches()
+        && std::fs::remove_file(journal.path()).is_ok()
+    {
+        journal_path = None;
+    }
     let summary = Summary {
         command: job.command,
         input: &job.input,
@@ -176,31 +190,68 @@ pub(crate) fn run_traced(
         dry_run: job.dry_run,
         people,
     };
-    if let Some(path) = &job.report {
-        report::write_report(path, &summary)?;
-    }
+    let report_failure = match &job.report {
+        Some(path) => report::write_report(path, &summary).err(),
+        None => None,
+    };
     if let Some(failure) = write_failure {
         return Err(failure);
     }
     if let Some(auth) = machine.auth_failure() {
-        // A journal this run started that holds no PATCH has nothing to revert or resume: let
-        // the next try start afresh instead of asking for --resume.
-        if let Some(journal) = &journal
-            && fresh
-            && !journal.records_patches()
-        {
-            let _ = std::fs::remove_file(journal.path());
-        }
         return Err(Failure::sign_in(auth));
     }
     if !ui.quiet() {
-        report::print_summary(ui, &summary);
+        report::print_summary(ui, &summary, report_failure.is_none());
+    }
+    if let Some(failure) = report_failure {
+        return Err(failure);
     }
     Ok(if summary.tally().not_applied() > 0 || stats.stopped {
         Exit::NotApplied
     } else {
         Exit::Applied
     })
+}
+
+/// Refuses, before anything is sent, a report, trace or journal that would overwrite the sheet,
+/// the journal or each other, and a report or trace that cannot be written.
+fn check_files(job: &Job, trace: Option<&std::path::Path>) -> Result<(), Failure> {
+    let input_what = if job.command == "revert" {
+        "the journal it reverts"
+    } else {
+        "the sheet"
+    };
+    let sheet = Named {
+        what: input_what,
+        path: std::path::Path::new(&job.input.path),
+    };
+    let journal = Named {
+        what: "the journal",
+        path: &job.journal,
+    };
+    let mut outputs = Vec::new();
+    if let Some(path) = &job.report {
+        outputs.push(Named {
+            what: "the --report",
+            path,
+        });
+    }
+    if let Some(path) = trace {
+        outputs.push(Named {
+            what: "the --trace",
+            path,
+        });
+    }
+    outputs::check_distinct(&[journal], std::slice::from_ref(&sheet))?;
+    let journal = Named {
+        what: "the journal",
+        path: &job.journal,
+    };
+    outputs::check_distinct(&outputs, &[sheet, journal])?;
+    for output in &outputs {
+        outputs::check_writable(output.what.trim_start_matches("the "), output.path)?;
+    }
+    Ok(())
 }
 
 /// The journal a run appends to, the rows it shows settled, whether this run started it, and the
@@ -241,8 +292,13 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<Opened, Failure> {
     let file: Arc<str> = Arc::from(job.input.path.as_str());
     let mut earlier = Vec::new();
     let exists = path.exists();
+    let mut lock = None;
 
     let loaded = if job.resume && exists {
+        // Held from before the read, so another run cannot act on what this one reads.
+        lock = (!job.dry_run)
+            .then(|| journal::Lock::take(path))
+            .transpose()?;
         let loaded = journal::read(path)?;
         check_same_run(job, &loaded.header, path)?;
         if loaded.torn {
@@ -284,7 +340,7 @@ fn open_journal(job: &Job, ui: &Ui) -> Result<Opened, Failure> {
         .unwrap_or_default();
     let started_at = journal::now_rfc3339();
     let journal = match &loaded {
-        Some(loaded) => Journal::reopen(path, loaded, &started_at)?,
+        Some(loaded) => Journal::reopen(path, loaded, &started_at, lock.take())?,
         None => {
             let header = Header {
                 version: journal::VERSION,
