@@ -123,8 +123,11 @@ pub(crate) fn demo(args: &DemoArgs, ui: &Ui) -> Result<Exit, Failure> {
         );
     }
     ui.note(&format!(
-        "Next: `gcbulk emulator` serves the same organisation until Ctrl-C; point \
-         `gcbulk update {} --api-base URL --dry-run` at it, then revert with `gcbulk revert`.",
+        "Next: `gcbulk emulator --port 8080` serves the same organisation until Ctrl-C (it prints \
+         the credentials to export). Then `gcbulk update {} --api-base http://127.0.0.1:8080 \
+         --journal try.journal.jsonl --dry-run`, the same without --dry-run, and `gcbulk revert \
+         try.journal.jsonl --api-base http://127.0.0.1:8080`. A journal belongs to the server it \
+         ran against, and the emulator forgets its changes when it stops.",
         sheet.display()
     ));
     // The demo did what it shows; the sheet's own mistakes are not a failure of the demo.

@@ -1,5 +1,7 @@
 //! `gcbulk emulator`: the simulator's Genesys Cloud served on loopback, in the foreground.
 
+use std::path::Path;
+
 use gcbulk_sim::emulator::{EmulatorConfig, serve_blocking};
 use gcbulk_sim::model::{
     FaultPreset, OAuthClient, ServerConfig, User, load_users_file, load_users_jsonl,
@@ -61,14 +63,21 @@ pub(crate) fn emulator(args: &EmulatorArgs, ui: &Ui) -> Result<Exit, Failure> {
         } else {
             default_secret.clone()
         };
+        // The sample sheet, where it is from here; else any sheet.
+        let sample = Path::new("examples/reorg.csv");
+        let sheet = if sample.is_file() {
+            sample.display().to_string()
+        } else {
+            "SHEET.csv".to_owned()
+        };
         ui.out(&format!(
             "Genesys Cloud emulator: {user_count} users from {org} at {url}\n  \
              {} requests a minute per OAuth client, time x{}, faults: {preset}\n\n\
              Point gcbulk (or any Genesys client) at it:\n  \
              export {ENV_CLIENT_ID}={}\n  \
              export {ENV_CLIENT_SECRET}={secret}\n  \
-             gcbulk update examples/reorg.csv --api-base {url} --dry-run\n\n\
-             Ctrl-C stops it.",
+             gcbulk update {sheet} --api-base {url} --dry-run\n\n\
+             Ctrl-C stops it; its users are kept in memory only.",
             args.rate_limit, args.time_scale, args.client_id
         ));
     })
