@@ -6,8 +6,12 @@
 //! (its before-values are what `revert` needs) is also synced to the disk, so not even a power
 //! cut loses it. A torn last line (a crash mid-write) is tolerated when reading and cut off
 //! before a resumed run appends.
+//!
+//! A run holds an exclusive advisory lock on its journal from before it reads it until the
+//! process ends (the system drops it on any exit, `kill -9` included), so a second run on the same
+//! journal stops at once instead of patching the same users again.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -21,11 +25,47 @@ use sha2::{Digest, Sha256};
 
 use super::Failure;
 
+/// An exclusive advisory lock on a journal file, held while it lives.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Locks the journal at `path`, refusing at once if another run holds it.
+    pub(crate) fn take(path: &Path) -> Result<Self, Failure> {
+        let file = OpenOptions::new().read(true).open(path).map_err(|error| {
+            Failure::usage(format!(
+                "cannot open the journal {}: {error}",
+                path.display()
+            ))
+        })?;
+        Self::hold(file, path)
+    }
+
+    fn hold(file: File, path: &Path) -> Result<Self, Failure> {
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(Failure::usage(format!(
+                "{} is in use by another gcbulk run: wait for that run to finish (or stop it), \
+                 then run this again",
+                path.display()
+            ))),
+            Err(TryLockError::Error(error)) => Err(Failure::usage(format!(
+                "cannot lock the journal {}: {error}",
+                path.display()
+            ))),
+        }
+    }
+}
+
 /// An open journal, appended to row by row.
 #[derive(Debug)]
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
+    /// Held for as long as the journal is open (in practice, until the process ends).
+    _lock: Lock,
     /// PATCHes recorded through this handle: once there is one, the journal is needed to revert.
     patches: u64,
 }
@@ -49,9 +89,11 @@ impl Journal {
                     path.display()
                 )),
             })?;
+        let lock = Lock::hold(file.try_clone().map_err(cannot_lock(path))?, path)?;
         let mut journal = Self {
             path: path.to_owned(),
             file,
+            _lock: lock,
             patches: 0,
         };
         journal
@@ -61,7 +103,17 @@ impl Journal {
     }
 
     /// Reopens a journal read by [`read`] to append to it, cutting off a torn last line first.
-    pub(crate) fn reopen(path: &Path, loaded: &Loaded, started_at: &str) -> Result<Self, Failure> {
+    /// `lock` is the one taken before reading it (taken here if there is none).
+    pub(crate) fn reopen(
+        path: &Path,
+        loaded: &Loaded,
+        started_at: &str,
+        lock: Option<Lock>,
+    ) -> Result<Self, Failure> {
+        let lock = match lock {
+            Some(lock) => lock,
+            None => Lock::take(path)?,
+        };
         let failure = |error: io::Error| {
             Failure::run(format!(
                 "cannot append to the journal {}: {error}",
@@ -82,6 +134,7 @@ impl Journal {
         let mut journal = Self {
             path: path.to_owned(),
             file,
+            _lock: lock,
             patches: 0,
         };
         journal
@@ -133,6 +186,15 @@ impl Journal {
         let line = entry.to_line().map_err(io::Error::other)?;
         // One write per line, so a crash tears at most the last one.
         self.file.write_all(&line)
+    }
+}
+
+fn cannot_lock(path: &Path) -> impl Fn(io::Error) -> Failure {
+    move |error| {
+        Failure::usage(format!(
+            "cannot lock the journal {}: {error}",
+            path.display()
+        ))
     }
 }
 
@@ -295,6 +357,28 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_is_held_by_one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let journal = Journal::create(&path, &header()).unwrap();
+        let in_use = |error: Failure| {
+            let text = error.to_string();
+            assert!(text.contains("in use by another gcbulk run"), "{text}");
+            assert_eq!(error.exit, super::super::Exit::Usage);
+        };
+        in_use(Lock::take(&path).unwrap_err());
+        drop(journal);
+
+        let loaded = read(&path).unwrap();
+        let lock = Lock::take(&path).unwrap();
+        in_use(Journal::reopen(&path, &loaded, "2026-01-05T09:00:00Z", None).unwrap_err());
+        let journal = Journal::reopen(&path, &loaded, "2026-01-05T09:00:00Z", Some(lock)).unwrap();
+        in_use(Lock::take(&path).unwrap_err());
+        drop(journal);
+        drop(Lock::take(&path).unwrap());
+    }
+
+    #[test]
     fn a_torn_last_line_is_tolerated_and_cut_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
@@ -310,7 +394,7 @@ mod tests {
         assert!(loaded.torn);
         assert_eq!(loaded.rows.len(), 1);
 
-        let mut journal = Journal::reopen(&path, &loaded, "2026-01-05T09:00:00Z").unwrap();
+        let mut journal = Journal::reopen(&path, &loaded, "2026-01-05T09:00:00Z", None).unwrap();
         journal.append_row(&updated(2)).unwrap();
         drop(journal);
         let loaded = read(&path).unwrap();
