@@ -81,22 +81,24 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn from_domain(domain: &str) -> Self {
-        let domain = domain.trim().trim_matches('.').to_ascii_lowercase();
-        Self {
+    /// The hosts of `domain`, once it is checked to be a bare DNS name; `option` names where it
+    /// came from, for the message.
+    fn from_domain(domain: &str, option: &str) -> Result<Self, Failure> {
+        let domain = check_domain(domain, option)?;
+        Ok(Self {
             api_base: format!("https://api.{domain}"),
             login_base: format!("https://login.{domain}"),
-        }
+        })
     }
 
-    fn from_region(region: &str) -> Result<Self, Failure> {
+    fn from_region(region: &str, option: &str) -> Result<Self, Failure> {
         let region = region.trim().to_ascii_lowercase();
         // Older tools name the region by its domain.
         if region.contains('.') {
-            return Ok(Self::from_domain(&region));
+            return Self::from_domain(&region, option);
         }
         match REGIONS.iter().find(|(name, _)| *name == region) {
-            Some((_, domain)) => Ok(Self::from_domain(domain)),
+            Some((_, domain)) => Self::from_domain(domain, option),
             None => {
                 let known: Vec<&str> = REGIONS.iter().map(|(name, _)| *name).collect();
                 Err(Failure::usage(format!(
@@ -106,6 +108,72 @@ impl Target {
             }
         }
     }
+}
+
+/// `domain` lowercased and without a trailing dot, refused unless it is a bare DNS name such as
+/// `mypurecloud.de`: no scheme, path or port, and not the API or login host itself (those are
+/// `api.DOMAIN` and `login.DOMAIN`). The message suggests the domain alone when it can see it.
+fn check_domain(domain: &str, option: &str) -> Result<String, Failure> {
+    let given = domain.trim();
+    let domain = given.trim_end_matches('.').to_ascii_lowercase();
+    if is_dns_name(&domain) && !is_service_host(&domain) {
+        return Ok(domain);
+    }
+    if given.is_empty() {
+        return Err(Failure::usage(format!(
+            "{option} is empty: give the organisation's domain, e.g. mypurecloud.de, or its \
+             region with --region, e.g. eu-central-1"
+        )));
+    }
+    let bare = bare_domain(&domain);
+    let hint = if REGIONS.iter().any(|(name, _)| *name == domain) {
+        format!("{domain} is a region: give it with --region {domain}")
+    } else if is_dns_name(&bare) && !is_service_host(&bare) {
+        format!("give the domain alone: {bare}")
+    } else {
+        "give the domain alone, e.g. mypurecloud.de (API at api.DOMAIN, login at login.DOMAIN), \
+         or a full URL with --api-base"
+            .to_owned()
+    };
+    Err(Failure::usage(format!(
+        "{option} {given:?} is not a domain name; {hint}"
+    )))
+}
+
+/// What is left of a URL or host name once the scheme, credentials, port, path and an `api.` or
+/// `login.` in front are taken off.
+fn bare_domain(text: &str) -> String {
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host.split(':').next().unwrap_or_default();
+    let host = host.trim_matches('.');
+    host.strip_prefix("api.")
+        .or_else(|| host.strip_prefix("login."))
+        .unwrap_or(host)
+        .to_owned()
+}
+
+/// Whether `name` is a DNS name of two labels or more, each of letters, digits and inner hyphens.
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.contains('.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        })
+}
+
+/// Whether `name` is already the API or login host of a domain.
+fn is_service_host(name: &str) -> bool {
+    name.starts_with("api.") || name.starts_with("login.")
 }
 
 /// What a command needs to reach and log in to an organisation.
@@ -139,15 +207,18 @@ pub(crate) fn connect(
             login_base,
         }
     } else if let Some(region) = &args.region {
-        Target::from_region(region)?
+        Target::from_region(region, "--region")?
     } else if let Some(domain) = &args.domain {
-        Target::from_domain(domain)
+        Target::from_domain(domain, "--domain")?
     } else if let Some(target) = fallback {
         target
-    } else if let Some(region) = file.as_ref().and_then(|f| f.region.as_deref()) {
-        Target::from_region(region)?
+    } else if let (Some(region), Some(path)) = (
+        file.as_ref().and_then(|f| f.region.as_deref()),
+        &args.credentials,
+    ) {
+        Target::from_region(region, &format!("the region in {}", path.display()))?
     } else if let Some(region) = env.get(ENV_REGION) {
-        Target::from_region(region)?
+        Target::from_region(region, ENV_REGION)?
     } else {
         return Err(Failure::usage(format!(
             "no organisation given: use --region (e.g. us-east-1), --domain or --api-base, or \
@@ -365,6 +436,65 @@ mod tests {
         assert!(error.to_string().contains("us-east-1"), "{error}");
         let error = connect(&args(), &env(), None, &Ui::silent()).unwrap_err();
         assert!(error.to_string().contains("--region"), "{error}");
+    }
+
+    #[test]
+    fn every_region_maps_to_a_domain_that_passes_the_check() {
+        for (region, domain) in REGIONS {
+            let target = Target::from_region(region, "--region").unwrap();
+            assert_eq!(target.api_base, format!("https://api.{domain}"));
+            assert_eq!(target.login_base, format!("https://login.{domain}"));
+            assert_eq!(Target::from_region(domain, "--region").unwrap(), target);
+        }
+        let target = Target::from_domain(" MyPureCloud.DE. ", "--domain").unwrap();
+        assert_eq!(target.api_base, "https://api.mypurecloud.de");
+    }
+
+    #[test]
+    fn a_domain_must_be_a_bare_dns_name() {
+        let refused = |domain: &str| {
+            let args = TargetArgs {
+                domain: Some(domain.into()),
+                ..args()
+            };
+            let error = connect(&args, &env(), None, &Ui::silent()).unwrap_err();
+            assert_eq!(error.exit, super::super::Exit::Usage, "{domain}");
+            error.to_string()
+        };
+        for domain in [
+            "http://mypurecloud.de",
+            "https://api.mypurecloud.de/",
+            "api.mypurecloud.de",
+            "login.mypurecloud.de",
+            "mypurecloud.de:443",
+            "mypurecloud.de/api/v2",
+            "https://user@login.mypurecloud.de:8443/x",
+        ] {
+            let message = refused(domain);
+            assert!(
+                message.contains("give the domain alone: mypurecloud.de"),
+                "{domain}: {message}"
+            );
+        }
+        assert!(refused("").contains("--domain is empty"));
+        assert!(refused("  ").contains("--domain is empty"));
+        assert!(refused("eu-central-1").contains("--region eu-central-1"));
+        for domain in ["mypurecloud", "my purecloud.de", "-x.de", "a..de", "ftp://"] {
+            assert!(refused(domain).contains("e.g. mypurecloud.de"), "{domain}");
+        }
+
+        let env = Environment::with(&[
+            (ENV_CLIENT_ID, "id-1"),
+            (ENV_CLIENT_SECRET, "s3cret"),
+            (ENV_REGION, "https://api.mypurecloud.ie"),
+        ]);
+        let error = connect(&args(), &env, None, &Ui::silent()).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(ENV_REGION), "{message}");
+        assert!(
+            message.contains("give the domain alone: mypurecloud.ie"),
+            "{message}"
+        );
     }
 
     #[test]
