@@ -212,6 +212,17 @@ pub enum InputError {
         /// The file.
         file: Arc<str>,
     },
+    /// A quote opens a cell in the header and is never closed, so the whole file is that cell.
+    #[error(
+        "{file}:{line}: unterminated quote: the quoted cell starting here runs to the end of the \
+         file; close it with \""
+    )]
+    UnterminatedQuote {
+        /// The file.
+        file: Arc<str>,
+        /// The line on which the quote opens.
+        line: u64,
+    },
     /// The CSV parser gave up.
     #[error("{file}: unreadable CSV: {source}")]
     Csv {

@@ -216,6 +216,52 @@ mod csv_shapes {
     }
 
     #[test]
+    fn an_unterminated_quote_is_an_error_at_its_line_and_sends_nothing_after_it() {
+        let text = concat!(
+            "email,title\r\n",
+            "a@acme.example,Lead\r\n",
+            "b@acme.example,\"Night\r\n",
+            "c@acme.example,x\r\n",
+            "d@acme.example,y\r\n",
+        );
+        let input = read("t.csv", text);
+        assert_eq!(lines_of(&input.rows), [2], "the row before it is read");
+        let messages: Vec<_> = input.row_errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].starts_with(
+                "t.csv:3: unterminated quote: the quoted cell starting here runs to the end of \
+                 the file"
+            ),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_found_on_the_line_it_opens() {
+        // The record starts on line 2 with a closed multi-line cell; the open quote is on line 3.
+        let text = "email,title,name\na@acme.example,\"ok\nstill\",\"Jo\nb@acme.example,x,y\n";
+        let input = read("t.csv", text);
+        assert!(input.rows.is_empty());
+        assert_eq!(lines(&input.row_errors), [3]);
+
+        let closed = "email,notes\na@acme.example,\"a \"\"quoted\"\"\nword\"\n";
+        assert_eq!(read("t.csv", closed).rows.len(), 1);
+        let in_the_middle = "email,title\na@acme.example,5\" screen\n";
+        assert_eq!(read("t.csv", in_the_middle).rows.len(), 1);
+    }
+
+    #[test]
+    fn an_unterminated_quote_in_the_header_is_a_file_error() {
+        let err = read_err("t.csv", b"email,\"title\na@acme.example,x\n");
+        assert_eq!(
+            err.to_string(),
+            "t.csv:1: unterminated quote: the quoted cell starting here runs to the end of the \
+             file; close it with \""
+        );
+    }
+
+    #[test]
     fn blank_lines_do_not_shift_line_numbers() {
         let input = read("t.csv", "\r\nemail\r\n\r\n\r\na@acme.example\r\n\nbad\n");
         assert_eq!(input.rows[0].source.line, 5);

@@ -31,27 +31,56 @@ pub(super) fn read(
         .flexible(true)
         .delimiter(delimiter)
         .from_reader(text);
-    let mut records = reader.byte_records().skip(usize::from(sep_line));
+    let records = reader.byte_records().skip(usize::from(sep_line));
     let csv_error = |source| InputError::Csv {
         file: file.clone(),
         source,
     };
 
+    // A quote that is never closed makes the parser read the rest of the file as one cell; find
+    // it first so that the record holding it is refused instead of sent.
+    let open_quote = unterminated_quote(text, delimiter);
+    let mut records = records.peekable();
+
     let Some(header) = records.next().transpose().map_err(csv_error)? else {
         return Err(InputError::Empty { file: file.clone() });
     };
     let header_line = start_line(text, &header);
+    if let Some(quote) = open_quote
+        && records.peek().is_none()
+    {
+        return Err(InputError::UnterminatedQuote {
+            file: file.clone(),
+            line: line_at(text, quote),
+        });
+    }
     let mut ignored = IgnoredTally::default();
     let slots = layout(file, header_line, &header, &mut ignored)?;
 
     let mut rows = Vec::new();
     let mut row_errors = Vec::new();
-    for record in records {
+    while let Some(record) = records.next() {
         let record = record.map_err(csv_error)?;
         let source = Source {
             file: file.clone(),
             line: start_line(text, &record),
         };
+
+        if let Some(quote) = open_quote
+            && records.peek().is_none()
+        {
+            let source = Source {
+                file: file.clone(),
+                line: line_at(text, quote),
+            };
+            row_errors.push(RowError::new(
+                &source,
+                None,
+                "unterminated quote: the quoted cell starting here runs to the end of the file; \
+                 close it with \" (and write a quote inside a cell as \"\")",
+            ));
+            continue;
+        }
 
         // Spreadsheets pad the end of a sheet with rows of empty cells.
         if record
@@ -224,4 +253,42 @@ fn start_line(text: &[u8], record: &csv::ByteRecord) -> u64 {
         }
     }
     line
+}
+
+/// Where the quote that opens a quoted cell never closed, if one does not: the byte offset of
+/// that quote.
+///
+/// Follows the parser's rules: a quote opens a quoted cell only at the start of a cell, `""`
+/// inside one is a quote, and text after the closing quote joins the cell.
+fn unterminated_quote(text: &[u8], delimiter: u8) -> Option<usize> {
+    #[derive(Clone, Copy)]
+    enum State {
+        Start,
+        Unquoted,
+        Quoted(usize),
+        AfterQuote(usize),
+    }
+
+    let mut state = State::Start;
+    for (at, &byte) in text.iter().enumerate() {
+        let ends_cell = byte == delimiter || matches!(byte, b'\n' | b'\r');
+        state = match state {
+            State::Start if byte == b'"' => State::Quoted(at),
+            State::Quoted(open) if byte == b'"' => State::AfterQuote(open),
+            State::Quoted(open) => State::Quoted(open),
+            State::AfterQuote(open) if byte == b'"' => State::Quoted(open),
+            _ if ends_cell => State::Start,
+            _ => State::Unquoted,
+        };
+    }
+    match state {
+        State::Quoted(open) => Some(open),
+        _ => None,
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_at(text: &[u8], at: usize) -> u64 {
+    let breaks = text.iter().take(at).filter(|b| **b == b'\n').count();
+    breaks as u64 + 1
 }
