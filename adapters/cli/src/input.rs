@@ -93,10 +93,17 @@ impl fmt::Display for IgnoredColumn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "column {:?} {} ({} values)",
-            self.name, self.reason, self.values
+            "column {:?} {} ({})",
+            self.name,
+            self.reason,
+            count(self.values, "value", "values")
         )
     }
+}
+
+/// A count with its noun: `1 cell`, `2 cells`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Why a column is not applied.

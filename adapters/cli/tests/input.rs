@@ -294,6 +294,29 @@ mod csv_shapes {
     }
 
     #[test]
+    fn counts_in_messages_agree_with_their_number() {
+        let input = read("t.csv", "email,title\na@acme.example\n");
+        assert_eq!(
+            input.row_errors[0].message,
+            "the row has 1 cell but the header has 2; quote values that contain ','"
+        );
+
+        let input = read("t.csv", "email,skills,queues\na@acme.example,x:1,\n");
+        let shown: Vec<_> = input
+            .ignored_columns
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "column \"skills\" is not applied by gcbulk (1 value)",
+                "column \"queues\" is not applied by gcbulk (0 values)",
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_columns_are_listed_and_ignored() {
         let input = read(
             "t.csv",

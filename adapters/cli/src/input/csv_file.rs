@@ -7,7 +7,7 @@ use gcbulk_core::change::Source;
 
 use super::{
     Cell, Field, Format, IgnoreReason, IgnoredTally, Input, InputError, Known, RawRow, ReadOptions,
-    RowError, build_row,
+    RowError, build_row, count,
 };
 
 /// What each column of the file is for.
@@ -92,8 +92,8 @@ pub(super) fn read(
 
         if record.len() != slots.len() {
             let message = format!(
-                "the row has {} cells but the header has {}; quote values that contain {:?}",
-                record.len(),
+                "the row has {} but the header has {}; quote values that contain {:?}",
+                count(record.len(), "cell", "cells"),
                 slots.len(),
                 char::from(delimiter),
             );
