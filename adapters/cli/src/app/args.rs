@@ -264,7 +264,8 @@ pub(crate) struct UpdateArgs {
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
 
-    /// Let an empty cell clear the field (as the admin UI does) instead of leaving it alone
+    /// Let an empty cell (in JSON lines, null or "") clear the field (as the admin UI does)
+    /// instead of leaving it alone
     #[arg(long)]
     pub(crate) clear_empty: bool,
 

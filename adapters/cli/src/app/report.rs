@@ -227,7 +227,8 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>, report_written: bool
     let rows = summary.reports.len() as u64 + summary.unreadable_rows();
     let _ = writeln!(
         text,
-        "\n{rows} rows of {} against {}, in {:.1} s{}",
+        "\n{} of {} against {}, in {:.1} s{}",
+        rows_of(rows),
         summary.input.path,
         summary.target,
         summary.elapsed.as_secs_f64(),
@@ -279,8 +280,8 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>, report_written: bool
     if summary.resumed_rows > 0 {
         let _ = writeln!(
             text,
-            "resumed: {} rows were finished by an earlier run and are counted above",
-            summary.resumed_rows
+            "resumed: {} finished by an earlier run and counted above",
+            rows_of(summary.resumed_rows as u64)
         );
     }
     if let Some(journal) = &summary.journal {
@@ -395,14 +396,16 @@ fn lists(text: &mut String, summary: &Summary<'_>) {
     if left > 0 && summary.dry_run {
         let _ = writeln!(
             text,
-            "\nstopped: {left} rows were not compared; a dry run writes no journal, so run it \
-             again to see them all"
+            "\nstopped: {} not compared; a dry run writes no journal, so run it again to see \
+             them all",
+            rows_of(left as u64)
         );
     } else if left > 0 {
         let _ = writeln!(
             text,
-            "\nstopped: {left} rows were not finished; run the same command again with --resume \
-             to carry on where this run stopped"
+            "\nstopped: {} not finished; run the same command again with --resume to carry on \
+             where this run stopped",
+            rows_of(left as u64)
         );
     }
 }
@@ -424,9 +427,25 @@ fn section(text: &mut String, title: &str, lines: &[String]) {
     }
 }
 
+/// "1 row", "2 rows".
+pub(crate) fn rows_of(n: u64) -> String {
+    if n == 1 {
+        "1 row".to_owned()
+    } else {
+        format!("{n} rows")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_count_agrees_with_its_number() {
+        assert_eq!(rows_of(0), "0 rows");
+        assert_eq!(rows_of(1), "1 row");
+        assert_eq!(rows_of(2), "2 rows");
+    }
 
     #[test]
     fn a_manager_is_shown_by_name_and_e_mail_with_the_id_beside() {

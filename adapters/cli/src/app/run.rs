@@ -465,8 +465,10 @@ fn announce(job: &Job, ui: &Ui, pending: usize, resumed: usize, journal: Option<
         (_, false) => "Applying",
     };
     ui.note(&format!(
-        "{verb} {pending} rows of {} against {}",
-        job.input.path, job.connection.target.api_base
+        "{verb} {} of {} against {}",
+        report::rows_of(pending as u64),
+        job.input.path,
+        job.connection.target.api_base
     ));
     if resumed > 0 {
         ui.note(&format!(
