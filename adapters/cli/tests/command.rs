@@ -1385,6 +1385,38 @@ fn a_second_run_on_a_journal_in_use_stops_before_sending_anything() {
 }
 
 #[test]
+fn a_revert_waits_for_no_run_still_writing_its_journal() {
+    let emulator = start(fast_server(), sample_users());
+    let dir = scratch();
+    write(dir.path(), "head.csv", &sample_sheet_head(5));
+    let url = emulator.base_url();
+    run(gcbulk(dir.path()).args(["update", "head.csv", "--api-base", url.as_str()]));
+    let journal = dir.path().join("head.csv.journal.jsonl");
+
+    // The update that wrote it, still running.
+    let held = std::fs::File::open(&journal).unwrap();
+    held.try_lock().unwrap();
+    let sent_before = emulator.stats().total();
+    let revert = [
+        "revert",
+        "head.csv.journal.jsonl",
+        "--api-base",
+        url.as_str(),
+    ];
+    let refused = run(gcbulk(dir.path()).args(revert));
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("is in use by another gcbulk run"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(emulator.stats().total(), sent_before);
+
+    drop(held);
+    run(gcbulk(dir.path()).args(revert)).expect_code(0);
+}
+
+#[test]
 fn no_output_may_overwrite_the_sheet_or_the_journal() {
     let emulator = start(fast_server(), sample_users());
     let url = emulator.base_url();

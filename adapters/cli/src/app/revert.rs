@@ -22,6 +22,11 @@ use super::{Exit, Failure, Ui};
 pub(crate) fn revert(args: &RevertArgs, env: &Environment, ui: &Ui) -> Result<Exit, Failure> {
     let path = &args.journal_to_revert;
     let shown = path.display().to_string();
+    // An update still writing this journal would add users the revert never sees.
+    let _held = match args.run.dry_run {
+        true => None,
+        false => Some(journal::Lock::take(path)?),
+    };
     let bytes = std::fs::read(path)
         .map_err(|error| Failure::usage(format!("cannot read {shown}: {error}")))?;
     let loaded = journal::read(path)?;
