@@ -102,7 +102,7 @@ impl fmt::Display for IgnoredColumn {
 }
 
 /// A count with its noun: `1 cell`, `2 cells`.
-fn count(n: usize, one: &str, many: &str) -> String {
+pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gcbulk::input::RowError;
+use gcbulk::input::{RowError, count};
 use gcbulk_core::genesys::{Field, FieldChange, RequestCounts, RowOutcome, RowReport, UserUpdate};
 use gcbulk_ureq::RunStats;
 use serde::Serialize;
@@ -228,7 +228,7 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>, report_written: bool
     let _ = writeln!(
         text,
         "\n{} of {} against {}, in {:.1} s{}",
-        rows_of(rows),
+        rows_of(rows as usize),
         summary.input.path,
         summary.target,
         summary.elapsed.as_secs_f64(),
@@ -281,7 +281,7 @@ pub(crate) fn print_summary(ui: &Ui, summary: &Summary<'_>, report_written: bool
         let _ = writeln!(
             text,
             "resumed: {} finished by an earlier run and counted above",
-            rows_of(summary.resumed_rows as u64)
+            rows_of(summary.resumed_rows)
         );
     }
     if let Some(journal) = &summary.journal {
@@ -398,14 +398,14 @@ fn lists(text: &mut String, summary: &Summary<'_>) {
             text,
             "\nstopped: {} not compared; a dry run writes no journal, so run it again to see \
              them all",
-            rows_of(left as u64)
+            rows_of(left)
         );
     } else if left > 0 {
         let _ = writeln!(
             text,
             "\nstopped: {} not finished; run the same command again with --resume to carry on \
              where this run stopped",
-            rows_of(left as u64)
+            rows_of(left)
         );
     }
 }
@@ -428,12 +428,8 @@ fn section(text: &mut String, title: &str, lines: &[String]) {
 }
 
 /// "1 row", "2 rows".
-pub(crate) fn rows_of(n: u64) -> String {
-    if n == 1 {
-        "1 row".to_owned()
-    } else {
-        format!("{n} rows")
-    }
+pub(crate) fn rows_of(n: usize) -> String {
+    count(n, "row", "rows")
 }
 
 #[cfg(test)]

@@ -466,7 +466,7 @@ fn announce(job: &Job, ui: &Ui, pending: usize, resumed: usize, journal: Option<
     };
     ui.note(&format!(
         "{verb} {} of {} against {}",
-        report::rows_of(pending as u64),
+        report::rows_of(pending),
         job.input.path,
         job.connection.target.api_base
     ));
