@@ -1548,3 +1548,33 @@ fn a_domain_that_is_not_a_bare_name_is_refused_before_anything_is_sent() {
     }
     assert!(!dir.path().join("head.csv.journal.jsonl").exists());
 }
+
+#[test]
+fn a_sheet_is_checked_before_credentials_are_asked_for() {
+    let dir = scratch();
+    write(
+        dir.path(),
+        "bad.csv",
+        b"email,title\nalice@example.com,Lead\nnot-an-email,Lead\n",
+    );
+    let finished = run(gcbulk(dir.path())
+        .env_remove("GENESYSCLOUD_OAUTHCLIENT_ID")
+        .env_remove("GENESYSCLOUD_OAUTHCLIENT_SECRET")
+        .args([
+            "update",
+            "bad.csv",
+            "--api-base",
+            "http://127.0.0.1:9",
+            "--dry-run",
+        ]));
+    finished.expect_code(2);
+    let row = finished
+        .stderr
+        .find("bad.csv:3: email")
+        .unwrap_or_else(|| panic!("{}", finished.stderr));
+    let credentials = finished
+        .stderr
+        .find("no OAuth client id")
+        .unwrap_or_else(|| panic!("{}", finished.stderr));
+    assert!(row < credentials, "{}", finished.stderr);
+}

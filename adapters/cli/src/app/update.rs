@@ -13,7 +13,6 @@ use super::{Exit, Failure, Ui};
 
 /// Applies the change file `args` names. The demo calls this too, with its own environment.
 pub(crate) fn update(args: &UpdateArgs, env: &Environment, ui: &Ui) -> Result<Exit, Failure> {
-    let connection = target::connect(&args.target, env, None, ui)?;
     let shown = args.file.display().to_string();
     let bytes = std::fs::read(&args.file)
         .map_err(|error| Failure::usage(format!("cannot read {shown}: {error}")))?;
@@ -43,6 +42,8 @@ pub(crate) fn update(args: &UpdateArgs, env: &Environment, ui: &Ui) -> Result<Ex
         ui.note(&format!("{shown}: no rows, nothing to do"));
         return Ok(Exit::Applied);
     }
+    // After the sheet: its mistakes are worth seeing before any credentials are at hand.
+    let connection = target::connect(&args.target, env, None, ui)?;
 
     let job = Job {
         command: "update",
